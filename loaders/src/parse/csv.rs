@@ -1,0 +1,191 @@
+//! CSV extracts: one file per kind of record, with fixed headers. Columns Poplar must not
+//! keep (names, address, phone, free text) are skipped without being copied anywhere.
+
+use super::{CodeSystem, EncounterFields, EventFields, PatientFields, RowSink, Sex};
+use crate::delivery::{Delivery, ManifestFile};
+use crate::quarantine::{Quarantined, Reason};
+
+pub const PATIENTS: (&str, &[&str]) = (
+    "patients.csv",
+    &[
+        "nhs_number",
+        "given_name",
+        "family_name",
+        "date_of_birth",
+        "sex",
+        "ethnic_category",
+        "address_line_1",
+        "address_line_2",
+        "postcode",
+        "phone",
+        "registered_from",
+        "registered_to",
+        "date_of_death",
+    ],
+);
+pub const EVENTS: (&str, &[&str]) = (
+    "events.csv",
+    &["nhs_number", "event_date", "code_system", "code", "value", "unit", "free_text"],
+);
+pub const MEDICATIONS: (&str, &[&str]) = (
+    "medications.csv",
+    &["nhs_number", "issue_date", "dmd_code", "dosage_text", "quantity"],
+);
+pub const ENCOUNTERS: (&str, &[&str]) = (
+    "encounters.csv",
+    &["nhs_number", "setting", "start_date", "end_date", "encounter_type", "cost"],
+);
+
+/// Coded encounter types Poplar accepts. The column is a category, not free text: a value
+/// outside this list might be a clinician's note, so it is quarantined rather than landed.
+pub const ENCOUNTER_TYPES: &[&str] = &[
+    // inpatient
+    "elective", "emergency", "maternity", "day_case", "transfer",
+    // outpatient
+    "first_attendance", "follow_up", "procedure",
+    // a&e department types
+    "type_1", "type_2", "type_3",
+    // gp
+    "face_to_face", "telephone", "video", "home_visit",
+    // mental health
+    "assessment", "therapy", "crisis", "care_coordination",
+    // community
+    "district_nursing", "physiotherapy", "podiatry", "rehabilitation", "health_visiting",
+    // social care
+    "home_care", "residential_care", "nursing_care", "day_care", "direct_payment", "reablement",
+];
+
+fn sex_from_code(raw: &str) -> Option<Sex> {
+    // NHS Data Dictionary PERSON STATED GENDER CODE, and the letters some systems send.
+    match raw.trim() {
+        "1" | "M" | "m" => Some(Sex::Male),
+        "2" | "F" | "f" => Some(Sex::Female),
+        "9" | "I" => Some(Sex::Indeterminate),
+        "0" | "X" | "U" | "" => Some(Sex::Unknown),
+        _ => None,
+    }
+}
+
+pub(super) fn parse(delivery: &Delivery, sink: &mut RowSink<'_>) -> Result<(), Quarantined> {
+    for declared in &delivery.manifest.files {
+        let Some(kind) = [PATIENTS, EVENTS, MEDICATIONS, ENCOUNTERS]
+            .into_iter()
+            .find(|(name, _)| *name == declared.name)
+        else {
+            return Err(Quarantined::file(
+                &declared.name,
+                Reason::InvalidManifest,
+                "not a file kind a CSV feed sends (patients, events, medications, encounters)",
+            ));
+        };
+        let bytes = delivery.read_verified(declared)?;
+        parse_file(&bytes, declared, kind.1, sink)?;
+    }
+    Ok(())
+}
+
+fn parse_file(
+    bytes: &[u8],
+    declared: &ManifestFile,
+    header: &[&str],
+    sink: &mut RowSink<'_>,
+) -> Result<(), Quarantined> {
+    let file = declared.name.as_str();
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(bytes);
+    let mut records = reader.records();
+    let found_header = match records.next() {
+        Some(Ok(h)) => h,
+        Some(Err(_)) | None => {
+            return Err(Quarantined::file(file, Reason::WrongHeader, "file has no readable header line"));
+        }
+    };
+    let found: Vec<&str> = found_header.iter().map(|h| h.trim().trim_start_matches('\u{feff}')).collect();
+    if found != header {
+        return Err(Quarantined::file(
+            file,
+            Reason::WrongHeader,
+            format!("header must be exactly: {}", header.join(",")),
+        ));
+    }
+    let mut rows = 0u64;
+    for record in records {
+        rows += 1;
+        sink.count_read();
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map(|p| p.line()).unwrap_or(rows + 1);
+                sink.quarantine(file, line, Reason::InvalidValue, "row is not valid UTF-8 CSV");
+                continue;
+            }
+        };
+        let line = record.position().map(|p| p.line()).unwrap_or(rows + 1);
+        if record.len() != header.len() {
+            sink.quarantine(
+                file,
+                line,
+                Reason::WrongColumnCount,
+                format!("{} columns where the header has {}", record.len(), header.len()),
+            );
+            continue;
+        }
+        let field = |i: usize| record.get(i).unwrap_or_default();
+        let person = sink.person(field(0));
+        match declared.name.as_str() {
+            "patients.csv" => {
+                let fields = PatientFields {
+                    nhs_number: field(0),
+                    birth_date: field(3),
+                    sex: sex_from_code(field(4)),
+                    ethnic_category: field(5),
+                    postcode: field(8),
+                    registered_from: field(10),
+                    registered_to: field(11),
+                    death_date: field(12),
+                };
+                sink.add_patient(person, &fields, file, line);
+            }
+            "events.csv" => {
+                let fields = EventFields {
+                    date: field(1),
+                    code_system: CodeSystem::from_csv(field(2)),
+                    code: field(3),
+                    value: field(4),
+                    unit: field(5),
+                };
+                sink.add_event(person, &fields, file, line);
+            }
+            "medications.csv" => {
+                sink.add_medication(person, field(1), field(2), field(4), file, line);
+            }
+            _ => {
+                let kind = field(4).trim();
+                if !kind.is_empty() && !ENCOUNTER_TYPES.contains(&kind) {
+                    if sink.admit(person, file, line).is_some() {
+                        sink.quarantine(file, line, Reason::InvalidValue, "encounter_type is not a known category");
+                    }
+                    continue;
+                }
+                let fields = EncounterFields {
+                    setting: field(1),
+                    start: field(2),
+                    end: field(3),
+                    encounter_type: kind,
+                    cost: field(5),
+                };
+                sink.add_encounter(person, &fields, file, line);
+            }
+        }
+    }
+    if rows != declared.rows {
+        return Err(Quarantined::file(
+            file,
+            Reason::RowCountMismatch,
+            format!("{rows} rows where the manifest declares {}", declared.rows),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! Where Poplar's tables live: a root URL in object storage (`file://` by default,
+//! `s3://bucket/prefix` with the usual `AWS_*` variables), one Delta table per directory.
+//!
+//! Every byte goes through `object_store`: Delta's own local-file support for `file://`,
+//! and for `s3://` an `AmazonS3` store built here from the environment, so that Poplar does
+//! not need the AWS SDK (deltalake's `s3` feature) just to talk S3.
+
+use deltalake::logstore::{
+    LogStore, LogStoreFactory, ObjectStoreFactory, ObjectStoreRef, StorageConfig,
+    default_logstore, logstore_factories, object_store_factories,
+};
+use deltalake::{DeltaResult, DeltaTable, DeltaTableBuilder, DeltaTableError};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::path::Path as ObjectPath;
+use std::str::FromStr;
+use std::sync::{Arc, Once};
+use url::Url;
+
+use crate::tables::Table;
+use crate::LoaderError;
+
+/// The root of Poplar's landed data.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: Url,
+}
+
+impl Store {
+    /// Parse `--store`: a `file://` or `s3://` URL, or a plain directory path (made absolute
+    /// and created). Registers the S3 handlers on first use.
+    pub fn parse(raw: &str) -> Result<Self, LoaderError> {
+        register_s3_handlers();
+        let bad = |reason: String| LoaderError::StoreUrl {
+            url: raw.to_string(),
+            reason,
+        };
+        let url = match Url::parse(raw) {
+            Ok(url) if url.scheme() == "file" || url.scheme() == "s3" => url,
+            Ok(url) if url.scheme().len() > 1 => {
+                return Err(bad(format!("scheme {}:// is not supported (use file:// or s3://)", url.scheme())));
+            }
+            // A bare path (or a Windows drive letter parsed as a scheme).
+            _ => {
+                let path = std::path::Path::new(raw);
+                std::fs::create_dir_all(path).map_err(|e| LoaderError::io(path, e))?;
+                let absolute = path.canonicalize().map_err(|e| LoaderError::io(path, e))?;
+                Url::from_directory_path(&absolute).map_err(|()| bad("not an absolute directory".into()))?
+            }
+        };
+        if url.scheme() == "file" {
+            let path = url.to_file_path().map_err(|()| bad("not a local path".into()))?;
+            std::fs::create_dir_all(&path).map_err(|e| LoaderError::io(&path, e))?;
+        }
+        if url.scheme() == "s3" && url.host_str().unwrap_or_default().is_empty() {
+            return Err(bad("an s3:// URL needs a bucket".into()));
+        }
+        let mut root = url;
+        if !root.path().ends_with('/') {
+            let path = format!("{}/", root.path());
+            root.set_path(&path);
+        }
+        Ok(Self { root })
+    }
+
+    pub fn root(&self) -> &Url {
+        &self.root
+    }
+
+    pub fn table_url(&self, table: Table) -> Result<Url, LoaderError> {
+        self.root
+            .join(&format!("{}/", table.name()))
+            .map_err(|e| LoaderError::StoreUrl {
+                url: self.root.to_string(),
+                reason: e.to_string(),
+            })
+    }
+
+    fn builder(&self, table: Table) -> Result<DeltaTableBuilder, LoaderError> {
+        let url = self.table_url(table)?;
+        if url.scheme() == "file"
+            && let Ok(path) = url.to_file_path()
+        {
+            std::fs::create_dir_all(&path).map_err(|e| LoaderError::io(&path, e))?;
+        }
+        DeltaTableBuilder::from_url(url).map_err(|e| LoaderError::delta(table.name(), e))
+    }
+
+    /// The table at its newest version, or `None` if it has never been written.
+    pub async fn open(&self, table: Table) -> Result<Option<DeltaTable>, LoaderError> {
+        let mut t = self.builder(table)?.build().map_err(|e| LoaderError::delta(table.name(), e))?;
+        match t.load().await {
+            Ok(()) => Ok(Some(t)),
+            Err(DeltaTableError::NotATable(_)) => Ok(None),
+            Err(e) => Err(LoaderError::delta(table.name(), e)),
+        }
+    }
+
+    /// The table as of `version`.
+    pub async fn open_at(&self, table: Table, version: u64) -> Result<DeltaTable, LoaderError> {
+        self.builder(table)?
+            .with_version(version)
+            .load()
+            .await
+            .map_err(|e| LoaderError::delta(table.name(), e))
+    }
+
+    /// An unloaded handle, for creating the table on first write.
+    pub fn handle(&self, table: Table) -> Result<DeltaTable, LoaderError> {
+        self.builder(table)?.build().map_err(|e| LoaderError::delta(table.name(), e))
+    }
+}
+
+struct S3StoreFactory;
+
+impl ObjectStoreFactory for S3StoreFactory {
+    fn parse_url_opts(&self, url: &Url, config: &StorageConfig) -> DeltaResult<(ObjectStoreRef, ObjectPath)> {
+        // AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT, AWS_ALLOW_HTTP…
+        let mut builder = AmazonS3Builder::from_env().with_url(url.as_str());
+        for (key, value) in &config.raw {
+            if let Ok(key) = AmazonS3ConfigKey::from_str(&key.to_ascii_lowercase()) {
+                builder = builder.with_config(key, value);
+            }
+        }
+        let store = builder.build()?;
+        let path = ObjectPath::from_url_path(url.path())?;
+        Ok((Arc::new(store), path))
+    }
+}
+
+struct S3LogStoreFactory;
+
+impl LogStoreFactory for S3LogStoreFactory {
+    fn with_options(
+        &self,
+        prefixed_store: ObjectStoreRef,
+        root_store: ObjectStoreRef,
+        location: &Url,
+        options: &StorageConfig,
+    ) -> DeltaResult<Arc<dyn LogStore>> {
+        // Commits use put-if-absent (`PutMode::Create`, S3's `If-None-Match: *`). Poplar has
+        // one loader writing at a time, so a store that ignores the header is still safe.
+        Ok(default_logstore(prefixed_store, root_store, location, options))
+    }
+}
+
+fn register_s3_handlers() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if let Ok(scheme) = Url::parse("s3://") {
+            object_store_factories().insert(scheme.clone(), Arc::new(S3StoreFactory));
+            logstore_factories().insert(scheme, Arc::new(S3LogStoreFactory));
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_paths_become_file_urls_and_other_schemes_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::parse(&dir.path().join("data").display().to_string()).expect("path");
+        assert_eq!(store.root().scheme(), "file");
+        assert!(store.root().path().ends_with("/data/"));
+        let t = store.table_url(Table::ClinicalEvents).expect("url");
+        assert!(t.path().ends_with("/data/clinical_events/"));
+        assert!(Store::parse("gs://bucket/x").is_err());
+        assert!(Store::parse("s3://bucket/prefix").is_ok());
+    }
+}

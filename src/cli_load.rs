@@ -1,0 +1,225 @@
+//! `poplar synth`, `poplar load` and `poplar optout apply`.
+
+use anyhow::Context;
+use clap::Args;
+use poplar_loaders::load::{LoadOptions, LoadReport, load as run_load};
+use poplar_loaders::optout::{self, OptOutList};
+use poplar_loaders::synth::{self, OrgMix, SynthConfig};
+use poplar_loaders::{Pseudonymiser, Store};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct SynthArgs {
+    /// Number of people in the region.
+    #[arg(long, default_value_t = 10_000)]
+    patients: u64,
+    /// Output directory (must not already hold a region).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long, default_value_t = 320)]
+    gp_practices: usize,
+    #[arg(long, default_value_t = 12)]
+    acute_trusts: usize,
+    #[arg(long, default_value_t = 6)]
+    mental_health_trusts: usize,
+    #[arg(long, default_value_t = 12)]
+    community_providers: usize,
+    #[arg(long, default_value_t = 50)]
+    social_care: usize,
+    /// Share of GP practices that send FHIR R4 bulk NDJSON instead of CSV.
+    #[arg(long, default_value_t = 0.25)]
+    fhir_share: f64,
+    /// Date of the extracts (YYYY-MM-DD); fixed so output is reproducible.
+    #[arg(long, default_value = "2026-09-30")]
+    extract_date: chrono::NaiveDate,
+}
+
+pub fn synth(args: SynthArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.gp_practices > 0, "a region needs at least one GP practice");
+    anyhow::ensure!((0.0..=1.0).contains(&args.fhir_share), "--fhir-share is a share between 0 and 1");
+    let mut config = SynthConfig::new(args.patients, args.seed);
+    config.mix = OrgMix {
+        gp_practices: args.gp_practices,
+        acute_trusts: args.acute_trusts,
+        mental_health_trusts: args.mental_health_trusts,
+        community_providers: args.community_providers,
+        social_care: args.social_care,
+    };
+    config.fhir_share = args.fhir_share;
+    config.extract_date = args.extract_date;
+    config.progress = std::io::stderr().is_terminal();
+    let out = synth::generate(&config, &args.out)?;
+    let r = &out.report;
+    println!(
+        "synthetic region: {} organisations, {} patients, {} source rows in {:.1}s ({:.0} rows/s, {:.0} patients/s)",
+        r.organisations.values().sum::<usize>(),
+        r.patients,
+        r.source_rows,
+        r.seconds,
+        r.source_rows as f64 / r.seconds.max(1e-9),
+        r.patients as f64 / r.seconds.max(1e-9),
+    );
+    println!("  registry   {}", out.registry.display());
+    println!("  deliveries {}", out.deliveries.display());
+    println!("  lookups    {} , {}", out.postcodes.display(), out.imd.display());
+    println!("  report     {}", args.out.join("synth-report.json").display());
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct LoadArgs {
+    /// Source registry (sources.toml).
+    #[arg(long, env = "POPLAR_REGISTRY")]
+    registry: PathBuf,
+    /// Directory of deliveries: <ODS>/<delivery>/manifest.toml and files.
+    #[arg(long)]
+    input: PathBuf,
+    /// Store root: a directory, file:// or s3:// URL (AWS_* variables configure S3).
+    #[arg(long, env = "POPLAR_STORE")]
+    store: String,
+    /// ONS postcode to LSOA lookup [default: lookups/postcode_lsoa.csv beside the registry].
+    #[arg(long)]
+    postcodes: Option<PathBuf>,
+    /// MHCLG IoD2019 LSOA file [default: lookups/imd2019_lsoa.csv beside the registry].
+    #[arg(long)]
+    imd: Option<PathBuf>,
+    /// National data opt-out list (NHS numbers): excluded now and removed from landed data.
+    #[arg(long)]
+    optout: Option<PathBuf>,
+    /// Pseudonymisation key file (else POPLAR_PSEUDONYM_KEY).
+    #[arg(long, env = "POPLAR_KEY_FILE")]
+    key_file: Option<PathBuf>,
+    /// Most source rows parsed and committed together.
+    #[arg(long, default_value_t = 4_000_000, env = "POPLAR_LOAD_GROUP_ROWS")]
+    group_rows: u64,
+    /// Write the full summary as JSON here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
+
+fn beside(registry: &Path, name: &str) -> PathBuf {
+    registry.parent().unwrap_or(Path::new(".")).join("lookups").join(name)
+}
+
+pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    let pseudonymiser = Pseudonymiser::from_file_or_env(args.key_file.as_deref())?;
+    let options = LoadOptions {
+        postcodes: args.postcodes.unwrap_or_else(|| beside(&args.registry, "postcode_lsoa.csv")),
+        imd: args.imd.unwrap_or_else(|| beside(&args.registry, "imd2019_lsoa.csv")),
+        registry: args.registry,
+        input: args.input,
+        store: Store::parse(&args.store)?,
+        optout: args.optout,
+        group_rows: args.group_rows.max(1),
+        progress: std::io::stderr().is_terminal(),
+    };
+    let report = run_load(&options, &pseudonymiser).await?;
+    print_report(&report);
+    if let Some(path) = &args.report {
+        std::fs::write(path, report_json(&report)?).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if report.rejected.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("error: {} deliveries were rejected (everything else landed):", report.rejected.len());
+        for r in &report.rejected {
+            eprintln!("  {}", r.describe());
+        }
+        Ok(ExitCode::from(2))
+    }
+}
+
+fn print_report(r: &LoadReport) {
+    let secs = r.elapsed.as_secs_f64();
+    println!(
+        "load {}: {} deliveries landed, {} unchanged and skipped, {} rejected; {} source rows in {:.1}s ({:.0} rows/s); snapshot {}",
+        r.load_id,
+        r.landed_deliveries,
+        r.skipped_unchanged,
+        r.rejected.len(),
+        r.source_rows_read,
+        secs,
+        r.source_rows_read as f64 / secs.max(1e-9),
+        r.snapshot.map_or("none".into(), |s| s.to_string()),
+    );
+    for rec in &r.recovered {
+        println!("  recovered {} from version {} to {:?}", rec.table.name(), rec.from_version, rec.to_version);
+    }
+    println!("  rows landed:");
+    for (table, n) in &r.rows_landed {
+        println!("    {table:<16} {n:>12}");
+    }
+    println!("  quarantined:");
+    if r.quarantined.is_empty() {
+        println!("    (none)");
+    }
+    for (reason, n) in &r.quarantined {
+        println!("    {reason:<24} {n:>8}");
+    }
+    println!("  excluded by opt-out: {} rows", r.optout_excluded);
+    if let Some(o) = &r.retroactive_optout {
+        println!(
+            "  opt-out list: {} newly opted out, {} already recorded, {} invalid entries; removed {:?}",
+            o.newly_opted_out, o.already_recorded, o.invalid_entries, o.rows_removed
+        );
+    }
+    if r.unmatched_postcodes > 0 {
+        println!("  patients whose postcode is not in the lookup (LSOA left empty): {}", r.unmatched_postcodes);
+    }
+    if !r.per_source.is_empty() {
+        println!("  per source: ods  rows_read  patients  events  medications  encounters  quarantined  opted_out");
+        for (ods, s) in &r.per_source {
+            let n = |t: &str| s.landed.get(t).copied().unwrap_or(0);
+            println!(
+                "    {ods:<8} {:>9} {:>9} {:>8} {:>12} {:>11} {:>12} {:>10}",
+                s.rows_read, n("patients"), n("clinical_events"), n("medications"), n("encounters"), s.quarantined, s.optout_excluded
+            );
+        }
+    }
+}
+
+fn report_json(r: &LoadReport) -> anyhow::Result<String> {
+    let value = serde_json::json!({
+        "load_id": r.load_id,
+        "landed_deliveries": r.landed_deliveries,
+        "skipped_unchanged": r.skipped_unchanged,
+        "rejected": r.rejected.iter().map(|x| serde_json::json!({
+            "source_org": x.source_org, "delivery": x.delivery, "file": x.problem.file,
+            "reason": x.problem.reason.code(), "detail": x.problem.detail,
+        })).collect::<Vec<_>>(),
+        "rows_landed": r.rows_landed,
+        "quarantined": r.quarantined,
+        "optout_excluded": r.optout_excluded,
+        "source_rows_read": r.source_rows_read,
+        "seconds": r.elapsed.as_secs_f64(),
+        "snapshot": r.snapshot,
+        "per_source": r.per_source.iter().map(|(k, s)| (k.clone(), serde_json::json!({
+            "deliveries": s.deliveries, "rows_read": s.rows_read, "landed": s.landed,
+            "quarantined": s.quarantined, "optout_excluded": s.optout_excluded,
+        }))).collect::<serde_json::Map<_, _>>(),
+    });
+    Ok(serde_json::to_string_pretty(&value)?)
+}
+
+pub async fn optout_apply(list: &Path, store: &str, key_file: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let pseudonymiser = Pseudonymiser::from_file_or_env(key_file)?;
+    let store = Store::parse(store)?;
+    let list = OptOutList::read(list, &pseudonymiser)?;
+    let run_id = format!("optout-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"));
+    let report = optout::apply(&store, &list, &run_id).await?;
+    println!(
+        "opt-out applied: {} newly opted out, {} already recorded, {} entries not valid NHS numbers",
+        report.newly_opted_out, report.already_recorded, report.invalid_entries
+    );
+    for (table, n) in &report.rows_removed {
+        println!("  removed from {table:<16} {n:>10} rows");
+    }
+    if let Some(s) = report.snapshot {
+        println!("  snapshot {s}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,77 @@
+//! `poplar`: the command line for Poplar, a de-identified population health warehouse.
+
+mod cli_load;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "poplar", version, about = "De-identified population health warehouse")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a synthetic region: source registry, lookups and identifiable extracts.
+    Synth(cli_load::SynthArgs),
+    /// Parse, validate, de-identify and land deliveries into the store.
+    Load(cli_load::LoadArgs),
+    /// National data opt-out.
+    Optout {
+        #[command(subcommand)]
+        command: OptoutCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OptoutCommand {
+    /// Remove already-landed rows of people on an opt-out list (NHS numbers, one a line).
+    Apply {
+        /// File of NHS numbers, one per line.
+        #[arg(long)]
+        list: PathBuf,
+        /// Store root: a directory, file:// or s3:// URL.
+        #[arg(long, env = "POPLAR_STORE")]
+        store: String,
+        /// Pseudonymisation key file (else POPLAR_PSEUDONYM_KEY).
+        #[arg(long, env = "POPLAR_KEY_FILE")]
+        key_file: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("POPLAR_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,buoyant_kernel=off,poplar=info,poplar_loaders=info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Synth(args) => cli_load::synth(args),
+            Command::Load(args) => cli_load::load(args).await,
+            Command::Optout { command: OptoutCommand::Apply { list, store, key_file } } => {
+                cli_load::optout_apply(&list, &store, key_file.as_deref()).await
+            }
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
