@@ -34,7 +34,7 @@ use region::Region;
 
 /// People per chunk: the unit of parallel work and of determinism.
 const CHUNK: u64 = 2_000;
-/// People in the calibration pilot (generated, measured, discarded).
+/// People in the calibration pilot (generated, measured, discarded) by default.
 const PILOT: u64 = 24_000;
 
 #[derive(Debug, Clone)]
@@ -46,6 +46,8 @@ pub struct SynthConfig {
     pub fhir_share: f64,
     /// The date every extract is taken (fixed, so output does not depend on today).
     pub extract_date: NaiveDate,
+    /// People in the calibration pilot; fewer is faster and rougher (tests use a few thousand).
+    pub pilot_patients: u64,
     pub progress: bool,
 }
 
@@ -57,6 +59,7 @@ impl SynthConfig {
             mix: OrgMix::default(),
             fhir_share: 0.25,
             extract_date: NaiveDate::from_ymd_opt(2026, 9, 30).unwrap_or_default(),
+            pilot_patients: PILOT,
             progress: false,
         }
     }
@@ -339,7 +342,7 @@ impl Generator<'_> {
     /// population from a seed of its own, measure each register against its target and
     /// rescale: deterministic, and it adapts to any organisation mix.
     fn calibrate(&mut self) {
-        let chunks = PILOT.div_ceil(CHUNK);
+        let chunks = self.config.pilot_patients.div_ceil(CHUNK);
         let stats = (0..chunks)
             .into_par_iter()
             .map(|chunk| {
