@@ -36,6 +36,9 @@ pub struct SynthArgs {
     /// Date of the extracts (YYYY-MM-DD); fixed so output is reproducible.
     #[arg(long, default_value = "2026-09-30")]
     extract_date: chrono::NaiveDate,
+    /// People in the prevalence-calibration pilot (tests use fewer).
+    #[arg(long, default_value_t = 24_000, hide = true)]
+    pilot_patients: u64,
 }
 
 pub fn synth(args: SynthArgs) -> anyhow::Result<ExitCode> {
@@ -51,6 +54,7 @@ pub fn synth(args: SynthArgs) -> anyhow::Result<ExitCode> {
     };
     config.fhir_share = args.fhir_share;
     config.extract_date = args.extract_date;
+    config.pilot_patients = args.pilot_patients;
     config.progress = std::io::stderr().is_terminal();
     let out = synth::generate(&config, &args.out)?;
     let r = &out.report;

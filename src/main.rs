@@ -1,6 +1,7 @@
 //! `poplar`: the command line for Poplar, a de-identified population health warehouse.
 
 mod cli_load;
+mod demo;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -15,6 +16,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Make a synthetic region, load it into ./poplar-data and show what landed.
+    Demo(demo::DemoArgs),
     /// Generate a synthetic region: source registry, lookups and identifiable extracts.
     Synth(cli_load::SynthArgs),
     /// Parse, validate, de-identify and land deliveries into the store.
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Demo(args) => demo::demo(args).await,
             Command::Synth(args) => cli_load::synth(args),
             Command::Load(args) => cli_load::load(args).await,
             Command::Optout { command: OptoutCommand::Apply { list, store, key_file } } => {

@@ -1,0 +1,86 @@
+# Shared by ci/test and ci/bench: a build directory outside the clone, the Python
+# virtualenv the tests use, and a SeaweedFS S3 server on 127.0.0.1.
+# shellcheck shell=bash
+
+POPLAR_CACHE="${POPLAR_CACHE:-$HOME/.cache/poplar}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$POPLAR_CACHE/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+POPLAR_VENV="${POPLAR_VENV:-$POPLAR_CACHE/venv}"
+
+log() { printf '== %s\n' "$*" >&2; }
+
+# Create (or update) the virtualenv from ci/requirements.txt; re-installs only when the
+# requirements change.
+ensure_python_env() {
+    local stamp="$POPLAR_VENV/.requirements.sha256" want
+    want=$(sha256sum ci/requirements.txt | cut -d' ' -f1)
+    if [ ! -x "$POPLAR_VENV/bin/python" ]; then
+        log "creating Python virtualenv at $POPLAR_VENV"
+        python3 -m venv "$POPLAR_VENV"
+    fi
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        log "installing Python test dependencies"
+        "$POPLAR_VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade pip
+        "$POPLAR_VENV/bin/pip" install --quiet --disable-pip-version-check -r ci/requirements.txt
+        echo "$want" > "$stamp"
+    fi
+}
+
+# A TCP port on 127.0.0.1 that is free, and whose +10000 (SeaweedFS's gRPC port) is too.
+free_port() {
+    "$POPLAR_VENV/bin/python" - <<'PY'
+import random, socket
+for _ in range(200):
+    p = random.randint(20000, 29999)
+    ok = True
+    for q in (p, p + 10000):
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", q))
+        except OSError:
+            ok = False
+        finally:
+            s.close()
+    if ok:
+        print(p)
+        break
+PY
+}
+
+SEAWEED_PID=""
+SEAWEED_DIR=""
+
+# Start SeaweedFS (master, volume, filer, S3) bound to 127.0.0.1 and export what the
+# tests need: AWS_* for object_store and POPLAR_TEST_S3_BUCKET.
+start_seaweedfs() {
+    SEAWEED_DIR=$(mktemp -d)
+    local master volume filer s3
+    master=$(free_port); volume=$(free_port); filer=$(free_port); s3=$(free_port)
+    log "starting SeaweedFS S3 on 127.0.0.1:$s3"
+    "$POPLAR_VENV/bin/weed" server -dir="$SEAWEED_DIR" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+        -master.port="$master" -volume.port="$volume" -filer.port="$filer" \
+        -s3 -s3.port="$s3" -master.volumeSizeLimitMB=64 >"$SEAWEED_DIR/weed.log" 2>&1 &
+    SEAWEED_PID=$!
+    export AWS_ENDPOINT="http://127.0.0.1:$s3" AWS_ALLOW_HTTP=true AWS_REGION=us-east-1
+    export AWS_ACCESS_KEY_ID=poplar-test AWS_SECRET_ACCESS_KEY=poplar-test
+    export POPLAR_TEST_S3_BUCKET=poplar-test
+    local i
+    for i in $(seq 1 120); do
+        if curl -s -o /dev/null -X PUT "$AWS_ENDPOINT/$POPLAR_TEST_S3_BUCKET" && \
+           [ "$(curl -s -o /dev/null -w '%{http_code}' "$AWS_ENDPOINT/$POPLAR_TEST_S3_BUCKET")" = 200 ]; then
+            return 0
+        fi
+        sleep 0.5
+    done
+    log "SeaweedFS did not start; its log:"; tail -30 "$SEAWEED_DIR/weed.log" >&2
+    return 1
+}
+
+stop_seaweedfs() {
+    if [ -n "$SEAWEED_PID" ]; then
+        kill "$SEAWEED_PID" 2>/dev/null || true
+        wait "$SEAWEED_PID" 2>/dev/null || true
+    fi
+    [ -n "$SEAWEED_DIR" ] && rm -rf "$SEAWEED_DIR"
+    SEAWEED_PID=""
+}

@@ -1,0 +1,45 @@
+"""Shared fixture: a small synthetic region, generated and loaded by the `poplar` binary."""
+
+import json
+import os
+import pathlib
+import subprocess
+
+import pytest
+
+KEY = "python-test-key-0123456789abcdef01234567"
+
+
+def poplar_env():
+    env = dict(os.environ)
+    env["POPLAR_PSEUDONYM_KEY"] = KEY
+    env["POPLAR_LOG"] = "warn,buoyant_kernel=off"
+    return env
+
+
+@pytest.fixture(scope="session")
+def poplar_bin():
+    path = os.environ.get("POPLAR_BIN")
+    assert path and pathlib.Path(path).exists(), "POPLAR_BIN must point at a built poplar binary (ci/test sets it)"
+    return path
+
+
+@pytest.fixture(scope="session")
+def landed(tmp_path_factory, poplar_bin):
+    """(store path, load report) for a 1,500-person region of 30 organisations."""
+    root = tmp_path_factory.mktemp("poplar")
+    region = root / "region"
+    subprocess.run(
+        [poplar_bin, "synth", "--patients", "1500", "--out", str(region), "--gp-practices", "20",
+         "--acute-trusts", "2", "--mental-health-trusts", "1", "--community-providers", "2",
+         "--social-care", "5", "--pilot-patients", "2000"],
+        check=True, env=poplar_env(), stdout=subprocess.DEVNULL,
+    )
+    store = root / "store"
+    report = root / "report.json"
+    subprocess.run(
+        [poplar_bin, "load", "--registry", str(region / "sources.toml"), "--input", str(region / "deliveries"),
+         "--store", str(store), "--report", str(report)],
+        check=True, env=poplar_env(), stdout=subprocess.DEVNULL,
+    )
+    return store, json.loads(report.read_text())
