@@ -59,13 +59,17 @@ start_seaweedfs() {
     log "starting SeaweedFS S3 on 127.0.0.1:$s3"
     "$POPLAR_VENV/bin/weed" server -dir="$SEAWEED_DIR" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
         -master.port="$master" -volume.port="$volume" -filer.port="$filer" \
-        -s3 -s3.port="$s3" -master.volumeSizeLimitMB=64 >"$SEAWEED_DIR/weed.log" 2>&1 &
+        -s3 -s3.port="$s3" -s3.port.iceberg=0 -s3.port.lance=0 \
+        -master.volumeSizeLimitMB=64 >"$SEAWEED_DIR/weed.log" 2>&1 &
     SEAWEED_PID=$!
     export AWS_ENDPOINT="http://127.0.0.1:$s3" AWS_ALLOW_HTTP=true AWS_REGION=us-east-1
     export AWS_ACCESS_KEY_ID=poplar-test AWS_SECRET_ACCESS_KEY=poplar-test
     export POPLAR_TEST_S3_BUCKET=poplar-test
     local i
     for i in $(seq 1 120); do
+        if ! kill -0 "$SEAWEED_PID" 2>/dev/null; then
+            break
+        fi
         if curl -s -o /dev/null -X PUT "$AWS_ENDPOINT/$POPLAR_TEST_S3_BUCKET" && \
            [ "$(curl -s -o /dev/null -w '%{http_code}' "$AWS_ENDPOINT/$POPLAR_TEST_S3_BUCKET")" = 200 ]; then
             return 0

@@ -314,106 +314,36 @@ fn batch(table: Table, columns: Vec<ArrayRef>) -> Result<RecordBatch, LoaderErro
     Ok(RecordBatch::try_new(table.schema(), columns)?)
 }
 
-impl PatientRows {
-    pub fn len(&self) -> usize {
-        self.person_id.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    pub fn finish(&mut self, source_org: &str) -> Result<RecordBatch, LoaderError> {
-        let n = self.len();
-        batch(
-            Table::Patients,
-            vec![
-                Arc::new(self.person_id.finish()),
-                source_column(source_org, n),
-                Arc::new(self.birth_month.finish()),
-                Arc::new(self.sex.finish()),
-                Arc::new(self.ethnic_category.finish()),
-                Arc::new(self.ethnicity_group.finish()),
-                Arc::new(self.lsoa.finish()),
-                Arc::new(self.imd_decile.finish()),
-                Arc::new(self.registered_practice.finish()),
-                Arc::new(self.registration_start.finish()),
-                Arc::new(self.registration_end.finish()),
-                Arc::new(self.death_month.finish()),
-            ],
-        )
-    }
+/// `len`, `is_empty` and `finish` for a row buffer whose columns are `person_id`, then
+/// `source_org` (filled from the delivery), then the listed builders in schema order.
+macro_rules! row_buffer {
+    ($rows:ident, $table:expr, [$($column:ident),* $(,)?]) => {
+        impl $rows {
+            pub fn len(&self) -> usize {
+                self.person_id.len()
+            }
+            pub fn is_empty(&self) -> bool {
+                self.len() == 0
+            }
+            pub fn finish(&mut self, source_org: &str) -> Result<RecordBatch, LoaderError> {
+                let n = self.len();
+                batch($table, vec![
+                    Arc::new(self.person_id.finish()) as ArrayRef,
+                    source_column(source_org, n),
+                    $(Arc::new(self.$column.finish()) as ArrayRef,)*
+                ])
+            }
+        }
+    };
 }
 
-impl EventRows {
-    pub fn len(&self) -> usize {
-        self.person_id.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    pub fn finish(&mut self, source_org: &str) -> Result<RecordBatch, LoaderError> {
-        let n = self.len();
-        batch(
-            Table::ClinicalEvents,
-            vec![
-                Arc::new(self.person_id.finish()),
-                source_column(source_org, n),
-                Arc::new(self.event_date.finish()),
-                Arc::new(self.code_system.finish()),
-                Arc::new(self.code.finish()),
-                Arc::new(self.snomed_code.finish()),
-                Arc::new(self.value.finish()),
-                Arc::new(self.unit.finish()),
-                Arc::new(self.setting.finish()),
-            ],
-        )
-    }
-}
-
-impl MedicationRows {
-    pub fn len(&self) -> usize {
-        self.person_id.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    pub fn finish(&mut self, source_org: &str) -> Result<RecordBatch, LoaderError> {
-        let n = self.len();
-        batch(
-            Table::Medications,
-            vec![
-                Arc::new(self.person_id.finish()),
-                source_column(source_org, n),
-                Arc::new(self.issue_date.finish()),
-                Arc::new(self.dmd_code.finish()),
-                Arc::new(self.quantity.finish()),
-            ],
-        )
-    }
-}
-
-impl EncounterRows {
-    pub fn len(&self) -> usize {
-        self.person_id.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    pub fn finish(&mut self, source_org: &str) -> Result<RecordBatch, LoaderError> {
-        let n = self.len();
-        batch(
-            Table::Encounters,
-            vec![
-                Arc::new(self.person_id.finish()),
-                source_column(source_org, n),
-                Arc::new(self.setting.finish()),
-                Arc::new(self.start_date.finish()),
-                Arc::new(self.end_date.finish()),
-                Arc::new(self.encounter_type.finish()),
-                Arc::new(self.cost.finish()),
-            ],
-        )
-    }
-}
+row_buffer!(PatientRows, Table::Patients, [
+    birth_month, sex, ethnic_category, ethnicity_group, lsoa, imd_decile, registered_practice,
+    registration_start, registration_end, death_month,
+]);
+row_buffer!(EventRows, Table::ClinicalEvents, [event_date, code_system, code, snomed_code, value, unit, setting]);
+row_buffer!(MedicationRows, Table::Medications, [issue_date, dmd_code, quantity]);
+row_buffer!(EncounterRows, Table::Encounters, [setting, start_date, end_date, encounter_type, cost]);
 
 /// Build a small table (organisations, quarantine, ledger) from whole columns.
 pub fn build_batch(table: Table, columns: Vec<ArrayRef>) -> Result<RecordBatch, LoaderError> {

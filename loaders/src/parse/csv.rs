@@ -36,25 +36,6 @@ pub const ENCOUNTERS: (&str, &[&str]) = (
     &["nhs_number", "setting", "start_date", "end_date", "encounter_type", "cost"],
 );
 
-/// Coded encounter types Poplar accepts. The column is a category, not free text: a value
-/// outside this list might be a clinician's note, so it is quarantined rather than landed.
-pub const ENCOUNTER_TYPES: &[&str] = &[
-    // inpatient
-    "elective", "emergency", "maternity", "day_case", "transfer",
-    // outpatient
-    "first_attendance", "follow_up", "procedure",
-    // a&e department types
-    "type_1", "type_2", "type_3",
-    // gp
-    "face_to_face", "telephone", "video", "home_visit",
-    // mental health
-    "assessment", "therapy", "crisis", "care_coordination",
-    // community
-    "district_nursing", "physiotherapy", "podiatry", "rehabilitation", "health_visiting",
-    // social care
-    "home_care", "residential_care", "nursing_care", "day_care", "direct_payment", "reablement",
-];
-
 fn sex_from_code(raw: &str) -> Option<Sex> {
     // NHS Data Dictionary PERSON STATED GENDER CODE, and the letters some systems send.
     match raw.trim() {
@@ -162,18 +143,11 @@ fn parse_file(
                 sink.add_medication(person, field(1), field(2), field(4), file, line);
             }
             _ => {
-                let kind = field(4).trim();
-                if !kind.is_empty() && !ENCOUNTER_TYPES.contains(&kind) {
-                    if sink.admit(person, file, line).is_some() {
-                        sink.quarantine(file, line, Reason::InvalidValue, "encounter_type is not a known category");
-                    }
-                    continue;
-                }
                 let fields = EncounterFields {
                     setting: field(1),
                     start: field(2),
                     end: field(3),
-                    encounter_type: kind,
+                    encounter_type: field(4),
                     cost: field(5),
                 };
                 sink.add_encounter(person, &fields, file, line);

@@ -248,12 +248,6 @@ fn encounter(resource: &Value, sink: &mut RowSink<'_>, person: PersonRef, file: 
         .and_then(|c| c.first())
         .map(|c| str_at(c, &["code"]))
         .unwrap_or("");
-    if !kind.is_empty() && !super::csv::ENCOUNTER_TYPES.contains(&kind) {
-        if sink.admit(person, file, line).is_some() {
-            sink.quarantine(file, line, Reason::InvalidValue, "encounter type is not a known category");
-        }
-        return;
-    }
     let cost = number_text(extension(resource, COST_EXTENSION).and_then(|e| e.get("valueDecimal")));
     let fields = EncounterFields {
         setting,

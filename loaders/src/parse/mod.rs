@@ -139,6 +139,25 @@ pub struct EncounterFields<'a> {
     pub cost: &'a str,
 }
 
+/// Coded encounter types Poplar accepts. The column is a category, not free text: a value
+/// outside this list might be a clinician's note, so it is quarantined rather than landed.
+pub const ENCOUNTER_TYPES: &[&str] = &[
+    // inpatient
+    "elective", "emergency", "maternity", "day_case", "transfer",
+    // outpatient
+    "first_attendance", "follow_up", "procedure",
+    // a&e department types
+    "type_1", "type_2", "type_3",
+    // gp
+    "face_to_face", "telephone", "video", "home_visit",
+    // mental health
+    "assessment", "therapy", "crisis", "care_coordination",
+    // community
+    "district_nursing", "physiotherapy", "podiatry", "rehabilitation", "health_visiting",
+    // social care
+    "home_care", "residential_care", "nursing_care", "day_care", "direct_payment", "reablement",
+];
+
 /// Canonical settings of care (the `setting` columns).
 pub const SETTINGS: [&str; 7] = [
     "gp",
@@ -435,6 +454,11 @@ impl<'a> RowSink<'a> {
 
     pub fn add_encounter(&mut self, person: PersonRef, f: &EncounterFields<'_>, file: &str, line: u64) {
         let Some(person_id) = self.admit(person, file, line) else { return };
+        let kind = f.encounter_type.trim();
+        if !kind.is_empty() && !ENCOUNTER_TYPES.contains(&kind) {
+            self.quarantine(file, line, Reason::InvalidValue, "encounter type is not a known category");
+            return;
+        }
         let Some(setting) = canonical_setting(f.setting) else {
             self.quarantine(file, line, Reason::InvalidValue, "setting is not one of gp, inpatient, outpatient, a&e, mental_health, community, social_care");
             return;
@@ -476,7 +500,6 @@ impl<'a> RowSink<'a> {
         rows.setting.append_value(setting);
         rows.start_date.append_value(date32(start));
         rows.end_date.append_option(end.map(date32));
-        let kind = f.encounter_type.trim();
         rows.encounter_type.append_option((!kind.is_empty()).then_some(kind));
         rows.cost.append_option(cost);
     }
