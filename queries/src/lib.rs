@@ -5,6 +5,8 @@
 
 pub mod codelists;
 mod error;
+pub mod registers;
 
 pub use codelists::{CLUSTERS, Cluster, Code, Codelist, all_codelists, codelist};
 pub use error::QueryError;
+pub use registers::{REGISTERS, Register};

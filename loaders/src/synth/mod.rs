@@ -157,12 +157,19 @@ struct ClusterCodes {
     resolved: Vec<i64>,
 }
 
+/// The same codes as sets, for judging register membership.
+struct ClusterSets {
+    diagnosis: std::collections::HashSet<i64>,
+    resolved: std::collections::HashSet<i64>,
+}
+
 /// Everything shared by the chunk workers.
 pub(crate) struct Generator<'a> {
     config: &'a SynthConfig,
     region: &'a Region,
     base_probability: Vec<f64>,
     codes: Vec<ClusterCodes>,
+    sets: Vec<ClusterSets>,
     ckd_stage_1_2: Vec<i64>,
 }
 
@@ -187,10 +194,8 @@ pub fn generate(config: &SynthConfig, dir: &Path) -> Result<SynthOutput, LoaderE
     let ckd_stage_1_2 = ids("CKD1AND2_COD")?;
     let mut codes = Vec::new();
     for condition in CONDITIONS {
-        let mut diagnosis = ids(condition.cluster)?;
-        if condition.cluster == "CKD_COD" {
-            diagnosis.retain(|c| !ckd_stage_1_2.contains(c));
-        }
+        // CKD_COD holds the stage 3-5 codes; stage 1-2 codes are CKD1AND2_COD's.
+        let diagnosis = ids(condition.cluster)?;
         let resolved = match condition.resolved {
             Some(r) => ids(r)?,
             None => Vec::new(),
@@ -201,6 +206,10 @@ pub fn generate(config: &SynthConfig, dir: &Path) -> Result<SynthOutput, LoaderE
         config,
         region: &region,
         base_probability: CONDITIONS.iter().map(conditions::base_probability).collect(),
+        sets: codes
+            .iter()
+            .map(|c| ClusterSets { diagnosis: c.diagnosis.iter().copied().collect(), resolved: c.resolved.iter().copied().collect() })
+            .collect(),
         codes,
         ckd_stage_1_2,
     };

@@ -408,27 +408,34 @@ impl Generator<'_> {
             return;
         }
         stats.registered_valid += 1;
+        // Truth from the codes as written: QOF clusters overlap (some hypertension codes
+        // are CKD codes too), so a register is judged on every code the person has.
+        let history: Vec<(NaiveDate, i64)> = diagnoses.iter().flat_map(|d| d.codes.iter().map(|c| (c.0, c.1))).collect();
         for (ci, condition) in CONDITIONS.iter().enumerate() {
             if age < condition.min_age {
                 continue;
             }
             stats.register_denominator[ci] += 1;
-            let on = diagnoses.iter().filter(|d| d.condition == ci).any(|d| self.on_register(ci, d));
-            if on {
+            if self.on_register(ci, &history) {
                 stats.register_numerator[ci] += 1;
             }
         }
     }
 
-    /// QOF rule: latest diagnosis code not followed by a later resolved code; for CKD, the
-    /// latest CKD code must be stage 3-5.
-    fn on_register(&self, ci: usize, d: &Diagnosis) -> bool {
-        let Some(latest) = d.codes.iter().filter(|c| !c.2).max_by_key(|c| c.0) else { return false };
-        let resolved_after = d.codes.iter().any(|c| c.2 && c.0 > latest.0);
-        if CONDITIONS[ci].cluster == "CKD_COD" {
-            return !self.ckd_stage_1_2.contains(&latest.1);
+    /// QOF rule: the latest code of the condition is on or before the date and not
+    /// followed by a resolved code; for CKD 3-5 the latest CKD code (stages 1-5) must be a
+    /// stage 3-5 code.
+    fn on_register(&self, ci: usize, history: &[(NaiveDate, i64)]) -> bool {
+        let sets = &self.sets[ci];
+        let ckd = CONDITIONS[ci].cluster == "CKD_COD";
+        let counts = |code: &i64| sets.diagnosis.contains(code) || (ckd && self.ckd_stage_1_2.contains(code));
+        let Some(latest) = history.iter().filter(|(_, code)| counts(code)).map(|(date, _)| *date).max() else {
+            return false;
+        };
+        if history.iter().any(|(date, code)| *date > latest && sets.resolved.contains(code)) {
+            return false;
         }
-        !resolved_after
+        !ckd || history.iter().any(|(date, code)| *date == latest && sets.diagnosis.contains(code))
     }
 
     fn nhs_number(&self, index: u64) -> NhsNumber {

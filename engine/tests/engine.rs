@@ -1,0 +1,294 @@
+//! Engine integration tests: registers on a hand-built fixture (sqllogictest files in
+//! `tests/slt/`), the SQL policy, and register prevalence on a synthetic region.
+
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use chrono::NaiveDate;
+use deltalake::datafusion::catalog::MemTable;
+use poplar_engine::session::{execute, plan_sql};
+use poplar_engine::{Catalog, EngineError, Loaded, Principal, Role};
+use poplar_loaders::delivery::write_manifest;
+use poplar_loaders::load::{LoadOptions, load};
+use poplar_loaders::registry::{FeedFormat, NHS_NUMBER_SYSTEM, OrgType, Registry, Source};
+use poplar_loaders::{NhsNumber, Pseudonymiser, Store};
+use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType};
+use std::path::Path;
+use std::sync::Arc;
+
+const KEY: &[u8] = b"engine-test-key-0123456789abcdef0123";
+
+fn steward() -> Principal {
+    Principal { user: "sam".into(), role: Role::Steward }
+}
+
+// ----- the fixture: two practices, people whose register status is known -----
+
+struct Person {
+    label: &'static str,
+    birth: &'static str,
+    /// (practice, registered_from, registered_to)
+    registrations: &'static [(&'static str, &'static str, &'static str)],
+    death: &'static str,
+    /// (practice, date, SNOMED CT code)
+    events: &'static [(&'static str, &'static str, &'static str)],
+}
+
+const DM: &str = "111552007";
+const HYP: &str = "38341003";
+const HYPRES: &str = "162659009";
+const CKD3: &str = "129171000119106";
+const CKD2: &str = "129181000119109";
+const CKD4: &str = "129151000119102";
+const AST: &str = "195967001";
+const COPD: &str = "13645005";
+const COPDRES: &str = "941201000000103";
+const DEPR: &str = "35489007";
+const HF: &str = "84114007";
+const CHD: &str = "53741008";
+const AF: &str = "49436004";
+const STRK: &str = "230690007";
+const DEM: &str = "52448006";
+const F1: &str = "F00001";
+const F2: &str = "F00002";
+
+const PEOPLE: &[Person] = &[
+    Person { label: "P01", birth: "1955-03-10", registrations: &[(F1, "2000-01-01", "")], death: "", events: &[(F1, "2020-01-01", DM)] },
+    Person { label: "P02", birth: "2010-01-15", registrations: &[(F1, "2010-02-01", "")], death: "", events: &[(F1, "2024-01-01", DM)] },
+    Person { label: "P03", birth: "1980-05-05", registrations: &[(F1, "2000-01-01", "")], death: "", events: &[(F1, "2015-01-01", HYP), (F1, "2018-01-01", HYPRES)] },
+    Person { label: "P04", birth: "1970-07-07", registrations: &[(F1, "2000-01-01", "")], death: "", events: &[(F1, "2015-01-01", HYP), (F1, "2018-01-01", HYPRES), (F1, "2020-01-01", HYP)] },
+    Person { label: "P05", birth: "1940-01-01", registrations: &[(F1, "2000-01-01", "2024-05-10")], death: "2024-05-10", events: &[(F1, "2010-01-01", DM)] },
+    Person { label: "P06", birth: "1960-02-02", registrations: &[(F1, "2000-01-01", "2023-03-01")], death: "", events: &[(F1, "2015-01-01", DM)] },
+    Person { label: "P07", birth: "1990-09-09", registrations: &[(F1, "2000-01-01", "")], death: "", events: &[(F1, "2026-09-30", DM)] },
+    Person { label: "P08", birth: "1950-01-01", registrations: &[(F1, "2000-01-01", "")], death: "", events: &[(F1, "2019-01-01", CKD3), (F1, "2021-01-01", CKD2)] },
+    Person { label: "P09", birth: "1966-06-06", registrations: &[(F1, "2000-01-01", "")], death: "", events: &[(F1, "2018-01-01", CKD2), (F1, "2021-01-01", CKD4)] },
+    Person { label: "P10", birth: "2009-01-01", registrations: &[(F1, "2009-02-01", "")], death: "", events: &[(F1, "2025-01-01", CKD4)] },
+    Person { label: "P11", birth: "2021-01-01", registrations: &[(F1, "2021-02-01", "")], death: "", events: &[(F1, "2024-01-01", AST)] },
+    Person { label: "P12", birth: "2020-09-01", registrations: &[(F1, "2020-10-01", "")], death: "", events: &[(F1, "2024-01-01", AST)] },
+    Person { label: "P13", birth: "1950-05-05", registrations: &[(F1, "2000-01-01", "")], death: "", events: &[(F1, "2010-01-01", COPD), (F1, "2012-01-01", COPDRES)] },
+    Person { label: "P14", birth: "1952-05-05", registrations: &[(F1, "2000-01-01", "")], death: "", events: &[(F1, "2016-01-01", COPD)] },
+    Person { label: "P15", birth: "2009-03-01", registrations: &[(F1, "2009-04-01", "")], death: "", events: &[(F1, "2025-01-01", DEPR)] },
+    Person { label: "P16", birth: "2008-03-01", registrations: &[(F1, "2008-04-01", "")], death: "", events: &[(F1, "2025-01-01", DEPR)] },
+    Person { label: "P17", birth: "1945-04-04", registrations: &[(F2, "1990-01-01", "2019-12-31"), (F1, "2020-01-01", "")], death: "", events: &[(F2, "2019-06-01", HF)] },
+    Person { label: "P18", birth: "1948-08-08", registrations: &[(F1, "2000-01-01", "")], death: "", events: &[(F1, "2012-01-01", CHD), (F1, "2015-01-01", AF), (F1, "2018-01-01", STRK), (F1, "2022-01-01", DEM)] },
+    Person { label: "P19", birth: "1955-11-11", registrations: &[(F2, "2001-01-01", "")], death: "", events: &[(F2, "2019-01-01", DM), (F2, "2019-02-01", HYP)] },
+];
+
+fn nhs(index: usize) -> String {
+    (500_000_000 + index as u32 * 13..).find_map(NhsNumber::from_stem).expect("valid").to_digit_string()
+}
+
+fn practice(ods: &str) -> Source {
+    Source {
+        ods: ods.into(),
+        name: format!("{ods} practice"),
+        org_type: OrgType::GpPractice,
+        format: FeedFormat::Csv,
+        identifier_system: NHS_NUMBER_SYSTEM.into(),
+        pcn: Some("U00001".into()),
+        pcn_name: Some("Fixture PCN".into()),
+        sub_icb: "9S1".into(),
+        icb: "QP1".into(),
+    }
+}
+
+fn date(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date")
+}
+
+/// Write and load the fixture; returns the catalog and a `fixture_people(label, person_id)`
+/// table for tests to name people by.
+async fn fixture(dir: &Path) -> (Arc<Loaded>, RecordBatch) {
+    let registry = Registry { region: "fixture".into(), sources: vec![practice(F1), practice(F2)] };
+    std::fs::write(dir.join("sources.toml"), registry.to_toml().expect("toml")).expect("write");
+    std::fs::create_dir_all(dir.join("lookups")).expect("dir");
+    std::fs::write(dir.join("lookups/postcode_lsoa.csv"), "pcd7,pcd8,pcds,dointr,doterm,usertype,oa11cd,lsoa11cd,msoa11cd,ladcd,lsoa11nm,msoa11nm,ladnm,ladnmw\nQP1 1AA,QP1  1AA,QP1 1AA,199801,,0,E00900001,E01900001,E02900001,E08900001,A 1A,A 1,A,\n").expect("write");
+    std::fs::write(dir.join("lookups/imd.csv"), "\"LSOA code (2011)\",\"LSOA name (2011)\",\"Local Authority District code (2019)\",\"Local Authority District name (2019)\",\"Index of Multiple Deprivation (IMD) Rank\",\"Index of Multiple Deprivation (IMD) Decile\"\nE01900001,A 1A,E08900001,A,100,1\n").expect("write");
+    for ods in [F1, F2] {
+        let mut patients = String::from("nhs_number,given_name,family_name,date_of_birth,sex,ethnic_category,address_line_1,address_line_2,postcode,phone,registered_from,registered_to,date_of_death\n");
+        let mut events = String::from("nhs_number,event_date,code_system,code,value,unit,free_text\n");
+        let (mut np, mut ne) = (0, 0);
+        for (i, p) in PEOPLE.iter().enumerate() {
+            for (at, from, to) in p.registrations.iter().filter(|r| r.0 == ods) {
+                let _ = at;
+                patients += &format!("{},Test,Person,{},2,A,1 Road,Town,QP1 1AA,,{from},{to},{}\n", nhs(i), p.birth, p.death);
+                np += 1;
+            }
+            for (_, when, code) in p.events.iter().filter(|e| e.0 == ods) {
+                events += &format!("{},{when},SNOMED,{code},,,\n", nhs(i));
+                ne += 1;
+            }
+        }
+        let delivery = dir.join("deliveries").join(ods).join("2026-09-30");
+        std::fs::create_dir_all(&delivery).expect("dir");
+        std::fs::write(delivery.join("patients.csv"), patients).expect("write");
+        std::fs::write(delivery.join("events.csv"), events).expect("write");
+        write_manifest(&delivery, ods, "2026-09-30", FeedFormat::Csv, date("2026-09-30"), (date("1900-01-01"), date("2026-09-30")), &[("patients.csv", np), ("events.csv", ne)]).expect("manifest");
+    }
+    let pseudonymiser = Pseudonymiser::new(KEY).expect("key");
+    let store = Store::parse(&dir.join("store").display().to_string()).expect("store");
+    let options = LoadOptions {
+        registry: dir.join("sources.toml"),
+        input: dir.join("deliveries"),
+        store: store.clone(),
+        postcodes: dir.join("lookups/postcode_lsoa.csv"),
+        imd: dir.join("lookups/imd.csv"),
+        optout: None,
+        group_rows: 1_000_000,
+        progress: false,
+    };
+    let report = load(&options, &pseudonymiser).await.expect("load");
+    assert!(report.quarantined.is_empty(), "fixture is clean: {:?}", report.quarantined);
+    let catalog = Catalog::open(store).await.expect("catalog");
+    let labels: Vec<&str> = PEOPLE.iter().map(|p| p.label).collect();
+    let ids: Vec<i64> = (0..PEOPLE.len()).map(|i| pseudonymiser.person_id(&NhsNumber::parse(&nhs(i)).expect("valid"))).collect();
+    let schema = Arc::new(Schema::new(vec![Field::new("label", DataType::Utf8, false), Field::new("person_id", DataType::Int64, false)]));
+    let people = RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(labels)) as ArrayRef, Arc::new(Int64Array::from(ids))]).expect("batch");
+    (catalog.current(), people)
+}
+
+// ----- sqllogictest over Poplar's own planning path -----
+
+#[derive(Debug)]
+struct SltError(String);
+impl std::fmt::Display for SltError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for SltError {}
+
+struct PoplarDb {
+    loaded: Arc<Loaded>,
+    principal: Principal,
+}
+
+#[async_trait::async_trait]
+impl AsyncDB for PoplarDb {
+    type Error = SltError;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
+        let err = |e: EngineError| SltError(e.to_string());
+        let plan = plan_sql(&self.loaded, &self.principal, sql).await.map_err(err)?;
+        let df = execute(&self.loaded, plan).await.map_err(err)?;
+        let schema = df.schema().inner().clone();
+        let batches = df.collect().await.map_err(|e| SltError(e.to_string()))?;
+        if schema.fields().is_empty() {
+            return Ok(DBOutput::StatementComplete(0));
+        }
+        let types = schema
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                t if t.is_integer() => DefaultColumnType::Integer,
+                t if t.is_floating() => DefaultColumnType::FloatingPoint,
+                DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => DefaultColumnType::Text,
+                _ => DefaultColumnType::Any,
+            })
+            .collect();
+        let options = FormatOptions::new().with_null("NULL");
+        let mut rows = Vec::new();
+        for b in &batches {
+            let formatters = b
+                .columns()
+                .iter()
+                .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| SltError(e.to_string()))?;
+            for r in 0..b.num_rows() {
+                rows.push(formatters.iter().map(|f| f.value(r).to_string()).collect());
+            }
+        }
+        Ok(DBOutput::Rows { types, rows })
+    }
+
+    async fn shutdown(&mut self) {}
+
+    async fn sleep(dur: std::time::Duration) {
+        tokio::time::sleep(dur).await
+    }
+}
+
+async fn run_slt(loaded: Arc<Loaded>, principal: Principal, file: &str) {
+    let mut runner = sqllogictest::Runner::new(move || {
+        let db = PoplarDb { loaded: loaded.clone(), principal: principal.clone() };
+        async move { Ok::<_, SltError>(db) }
+    });
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slt").join(file);
+    if let Err(e) = runner.run_file_async(&path).await {
+        panic!("{}", e.display(false));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registers_match_the_fixture_by_construction() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (loaded, people) = fixture(dir.path()).await;
+    assert_eq!(loaded.reference_date, Some(date("2026-09-30")));
+    loaded
+        .context
+        .register_table("fixture_people", Arc::new(MemTable::try_new(people.schema(), vec![vec![people]]).expect("table")))
+        .expect("register");
+    run_slt(loaded, steward(), "registers.slt").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_and_lockdown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (loaded, _) = fixture(dir.path()).await;
+    run_slt(loaded.clone(), steward(), "functions.slt").await;
+    run_slt(loaded.clone(), steward(), "lockdown.slt").await;
+    // Until disclosure control is enabled, no other role may run SQL at all.
+    for role in [Role::Commissioner, Role::Analyst, Role::Researcher] {
+        let who = Principal { user: "cam".into(), role };
+        let err = plan_sql(&loaded, &who, "SELECT count(*) FROM patients").await.expect_err("refused");
+        assert!(matches!(err, EngineError::PermissionDenied(_)), "{err}");
+        assert!(err.to_string().contains("disclosure control"), "{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_prevalence_on_a_synthetic_region_matches_what_synth_intended() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = poplar_loaders::synth::SynthConfig::new(6_000, 17);
+    config.mix = poplar_loaders::synth::OrgMix { gp_practices: 20, acute_trusts: 2, mental_health_trusts: 1, community_providers: 2, social_care: 3 };
+    config.pilot_patients = 6_000;
+    let region = poplar_loaders::synth::generate(&config, &dir.path().join("region")).expect("synth");
+    let store = Store::parse(&dir.path().join("store").display().to_string()).expect("store");
+    let options = LoadOptions {
+        registry: region.registry.clone(),
+        input: region.deliveries.clone(),
+        store: store.clone(),
+        postcodes: region.postcodes.clone(),
+        imd: region.imd.clone(),
+        optout: None,
+        group_rows: 4_000_000,
+        progress: false,
+    };
+    load(&options, &Pseudonymiser::new(KEY).expect("key")).await.expect("load");
+    let loaded = Catalog::open(store).await.expect("catalog").current();
+    for register in poplar_queries::REGISTERS {
+        let truth = region.report.registers.iter().find(|r| r.cluster == register.diagnosis).expect("synth made it");
+        let sql = format!(
+            "SELECT (SELECT count(DISTINCT person_id) FROM register_{}), \
+                    (SELECT count(DISTINCT person_id) FROM registered_population WHERE age_on(birth_month, DATE '2026-09-30') >= {})",
+            register.id, register.min_age
+        );
+        let plan = plan_sql(&loaded, &steward(), &sql).await.expect("plan");
+        let batches = execute(&loaded, plan).await.expect("run").collect().await.expect("collect");
+        let on = poplar_loaders::landing::int64_values(&batches, 0)[0] as f64;
+        let denominator = poplar_loaders::landing::int64_values(&batches, 1)[0] as f64;
+        let got = on / denominator;
+        // Poplar counts from birth month (synth from the day) and synth's truth leaves out
+        // people with any mistyped NHS number: allow 10% relative, or 0.3 points for rare ones.
+        let tolerance = (truth.prevalence * 0.10).max(0.003);
+        assert!(
+            (got - truth.prevalence).abs() <= tolerance,
+            "{}: Poplar {:.4} vs synth {:.4} (±{tolerance:.4})",
+            register.id,
+            got,
+            truth.prevalence
+        );
+    }
+}
