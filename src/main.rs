@@ -1,6 +1,7 @@
 //! `poplar`: the command line for Poplar, a de-identified population health warehouse.
 
 mod cli_load;
+mod cli_serve;
 mod demo;
 
 use clap::{Parser, Subcommand};
@@ -22,11 +23,24 @@ enum Command {
     Synth(cli_load::SynthArgs),
     /// Parse, validate, de-identify and land deliveries into the store.
     Load(cli_load::LoadArgs),
+    /// Serve Arrow Flight SQL over the landed data.
+    Serve(cli_serve::ServeArgs),
+    /// Manage users of `poplar serve`.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
     /// National data opt-out.
     Optout {
         #[command(subcommand)]
         command: OptoutCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Add a user with a role; prints their new token once.
+    Add(cli_serve::UsersAddArgs),
 }
 
 #[derive(Subcommand)]
@@ -65,6 +79,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Demo(args) => demo::demo(args).await,
             Command::Synth(args) => cli_load::synth(args),
+            Command::Serve(args) => cli_serve::serve(args).await,
+            Command::Users { command: UsersCommand::Add(args) } => cli_serve::users_add(args),
             Command::Load(args) => cli_load::load(args).await,
             Command::Optout { command: OptoutCommand::Apply { list, store, key_file } } => {
                 cli_load::optout_apply(&list, &store, key_file.as_deref()).await

@@ -27,3 +27,28 @@ pub enum EngineError {
     #[error("codelists: {0}")]
     Codelists(#[from] poplar_queries::QueryError),
 }
+
+/// The one mapping from engine errors to gRPC status codes. No catch-all arm: a new error
+/// kind must decide its code here.
+impl From<EngineError> for tonic::Status {
+    fn from(e: EngineError) -> Self {
+        use deltalake::datafusion::error::DataFusionError as D;
+        let message = e.to_string();
+        match e {
+            EngineError::Unauthenticated(_) => tonic::Status::unauthenticated(message),
+            EngineError::PermissionDenied(_) | EngineError::Refused(_) => tonic::Status::permission_denied(message),
+            EngineError::InvalidRequest(_) => tonic::Status::invalid_argument(message),
+            EngineError::NoData => tonic::Status::failed_precondition(message),
+            // The caller's SQL was wrong (unknown table, bad syntax, type error): their fault.
+            EngineError::Query(D::Plan(_) | D::SQL(..) | D::SchemaError(..) | D::NotImplemented(_)) => {
+                tonic::Status::invalid_argument(message)
+            }
+            EngineError::Query(_) => tonic::Status::internal(message),
+            EngineError::Arrow(_)
+            | EngineError::Store(_)
+            | EngineError::Delta(_)
+            | EngineError::Users { .. }
+            | EngineError::Codelists(_) => tonic::Status::internal(message),
+        }
+    }
+}

@@ -1,8 +1,11 @@
-//! Poplar's engine: the catalog over landed data, per-user sessions and the SQL policy,
-//! and (as they land) disclosure control, audit and the gRPC services.
+//! Poplar's engine: the catalog over landed data, users and sessions, the SQL policy, and
+//! Arrow Flight SQL serving (disclosure control, audit and Poplar's own services next).
 
+pub mod auth;
 pub mod catalog;
 mod error;
+pub mod flight;
+pub mod server;
 pub mod session;
 pub mod udfs;
 

@@ -1,0 +1,72 @@
+//! `poplar serve` and `poplar users add`.
+
+use clap::Args;
+use poplar_engine::auth::UsersFile;
+use poplar_engine::server::{ServeOptions, shutdown_signal, start};
+use poplar_engine::Role;
+use poplar_loaders::Store;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Store root: a directory, file:// or s3:// URL.
+    #[arg(long, env = "POPLAR_STORE")]
+    store: String,
+    /// Users file (TOML; tokens stored as SHA-256).
+    #[arg(long, env = "POPLAR_USERS")]
+    users: PathBuf,
+    #[arg(long, env = "POPLAR_ADDR", default_value = "127.0.0.1:50051")]
+    addr: SocketAddr,
+    /// PEM certificate chain; with --tls-key, serve TLS.
+    #[arg(long, env = "POPLAR_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    #[arg(long, env = "POPLAR_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Seconds between checks for a newly committed load.
+    #[arg(long, default_value_t = 2)]
+    refresh_secs: u64,
+    /// Seconds in-flight queries may run after SIGTERM or Ctrl-C.
+    #[arg(long, default_value_t = 30)]
+    drain_secs: u64,
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let tls = args.tls_cert.zip(args.tls_key);
+    let scheme = if tls.is_some() { "grpc+tls" } else { "grpc" };
+    let running = start(ServeOptions {
+        store: Store::parse(&args.store)?,
+        users: args.users,
+        addr: args.addr,
+        tls,
+        refresh: Duration::from_secs(args.refresh_secs.max(1)),
+        drain: Duration::from_secs(args.drain_secs),
+    })
+    .await?;
+    println!("poplar: serving Arrow Flight SQL at {scheme}://{}", running.addr);
+    shutdown_signal().await;
+    println!("poplar: shutting down; letting queries in flight finish");
+    running.stop().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct UsersAddArgs {
+    /// User name.
+    name: String,
+    /// commissioner, analyst, researcher or steward.
+    #[arg(long)]
+    role: Role,
+    /// Users file (created if absent).
+    #[arg(long, env = "POPLAR_USERS")]
+    users: PathBuf,
+}
+
+pub fn users_add(args: UsersAddArgs) -> anyhow::Result<ExitCode> {
+    let token = UsersFile::add(&args.users, &args.name, args.role)?;
+    eprintln!("added {} ({}) to {}; their token (shown once, store it safely):", args.name, args.role.as_str(), args.users.display());
+    println!("{token}");
+    Ok(ExitCode::SUCCESS)
+}
