@@ -1,0 +1,173 @@
+"""A live `poplar serve`, queried the way commissioners' tools do: Python ADBC
+(adbc-driver-flightsql) with pyarrow. Also cross-checks register counts against DuckDB
+computing the same QOF rule directly over the landed Delta tables."""
+
+import csv
+import pathlib
+import re
+import signal
+import subprocess
+
+import adbc_driver_flightsql.dbapi as flight_sql
+import duckdb
+import pytest
+from deltalake import DeltaTable
+
+from conftest import poplar_env
+
+CODELISTS = pathlib.Path(__file__).resolve().parents[2] / "queries" / "codelists"
+
+
+def add_user(poplar_bin, users, name, role):
+    out = subprocess.run([poplar_bin, "users", "add", name, "--role", role, "--users", str(users)],
+                         check=True, capture_output=True, text=True, env=poplar_env())
+    token = out.stdout.strip()
+    assert token.startswith("ppl_") and token not in users.read_text(), "only a hash of the token is stored"
+    return token
+
+
+@pytest.fixture(scope="module")
+def server(landed, poplar_bin, tmp_path_factory):
+    store, _ = landed
+    users = tmp_path_factory.mktemp("users") / "users.toml"
+    tokens = {
+        "sam": add_user(poplar_bin, users, "sam", "steward"),
+        "cam": add_user(poplar_bin, users, "cam", "commissioner"),
+    }
+    proc = subprocess.Popen([poplar_bin, "serve", "--store", str(store), "--users", str(users), "--addr", "127.0.0.1:0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=poplar_env())
+    line = proc.stdout.readline()
+    match = re.search(r"grpc://(\S+)", line)
+    assert match, f"server did not start: {line} {proc.stderr.read() if proc.poll() is not None else ''}"
+    yield f"grpc://{match.group(1)}", tokens, store
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0, "SIGTERM drains and exits cleanly"
+
+
+def connect(uri, user, token):
+    return flight_sql.connect(uri, db_kwargs={"username": user, "password": token}, autocommit=True)
+
+
+def test_sign_in_list_tables_and_run_a_cohort_query(server):
+    uri, tokens, _ = server
+    with connect(uri, "sam", tokens["sam"]) as conn:
+        objects = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
+        tables = {t["table_name"] for c in objects for s in c["catalog_db_schemas"] for t in s["db_schema_tables"]}
+        assert {"patients", "clinical_events", "organisations", "codelists", "register_diabetes", "register_membership"} <= tables
+        cur = conn.cursor()
+        cur.execute(
+            "SELECT o.pcn, count(*) AS people FROM register_membership m "
+            "JOIN organisations o ON o.ods_code = m.practice GROUP BY o.pcn ORDER BY o.pcn"
+        )
+        rows = cur.fetchall()
+        assert rows and all(n > 0 for _, n in rows)
+
+
+def test_a_prepared_statement_takes_parameters(server):
+    uri, tokens, _ = server
+    with connect(uri, "sam", tokens["sam"]) as conn:
+        cur = conn.cursor()
+        counts = {}
+        for register in ["diabetes", "asthma"]:
+            cur.execute("SELECT count(*) FROM register_membership WHERE register = $1", parameters=(register,))
+            counts[register] = cur.fetchone()[0]
+        cur.execute("SELECT count(*) FROM register_diabetes")
+        assert counts["diabetes"] == cur.fetchone()[0]
+        assert counts["asthma"] > 0
+
+
+def test_a_bearer_token_works_without_the_handshake(server):
+    uri, tokens, _ = server
+    kwargs = {"adbc.flight.sql.authorization_header": f"Bearer {tokens['sam']}"}
+    with flight_sql.connect(uri, db_kwargs=kwargs, autocommit=True) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT count(*) FROM organisations")
+        assert cur.fetchone()[0] == 30
+
+
+@pytest.mark.parametrize("token", ["ppl_not-a-real-token", ""])
+def test_a_bad_token_gets_a_clear_error(server, token):
+    uri, _, _ = server
+    with pytest.raises(Exception, match="(?i)unauthenticated|wrong token|authorization"):
+        with connect(uri, "sam", token) as conn:
+            conn.cursor().execute("SELECT 1")
+    with pytest.raises(Exception, match="(?i)unauthenticated|invalid or expired"):
+        kwargs = {"adbc.flight.sql.authorization_header": "Bearer ppl_forged"}
+        with flight_sql.connect(uri, db_kwargs=kwargs, autocommit=True) as conn:
+            conn.cursor().execute("SELECT 1")
+
+
+@pytest.mark.parametrize("sql, refused", [
+    ("SET datafusion.execution.batch_size = 1", None),  # stewards may set their own session
+    ("CREATE EXTERNAL TABLE leak STORED AS CSV LOCATION '/etc/passwd'", "CreateExternalTable"),
+    ("COPY (SELECT * FROM patients) TO '/tmp/poplar-leak.csv' STORED AS CSV", "COPY"),
+    ("INSERT INTO organisations SELECT * FROM organisations", "Insert Into"),
+    ("CREATE VIEW v AS SELECT 1", "CreateView"),
+    ("DROP TABLE patients", "DropTable"),
+    ("SELECT * FROM '/etc/passwd'", "not found"),
+])
+def test_each_locked_down_statement_is_refused_by_name(server, sql, refused):
+    uri, tokens, _ = server
+    with connect(uri, "sam", tokens["sam"]) as conn:
+        cur = conn.cursor()
+        if refused is None:
+            cur.execute(sql)
+            return
+        with pytest.raises(Exception) as error:
+            cur.execute(sql)
+            cur.fetchall()
+        assert refused in str(error.value)
+    assert not pathlib.Path("/tmp/poplar-leak.csv").exists()
+
+
+def test_other_roles_are_refused_until_disclosure_control(server):
+    uri, tokens, _ = server
+    with connect(uri, "cam", tokens["cam"]) as conn:
+        objects = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
+        tables = {t["table_name"] for c in objects for s in c["catalog_db_schemas"] for t in s["db_schema_tables"]}
+        assert "patients" in tables and "quarantine" not in tables, "steward-only tables are not listed"
+        with pytest.raises(Exception, match="disclosure control"):
+            conn.cursor().execute("SELECT count(*) FROM patients")
+
+
+def codes(name):
+    with open(CODELISTS / f"{name}.csv") as f:
+        return [int(r["code"]) for r in csv.DictReader(f)]
+
+
+def test_register_counts_agree_with_duckdb_over_the_landed_tables(server):
+    """The QOF rule computed independently, by DuckDB over the Delta tables."""
+    uri, tokens, store = server
+    con = duckdb.connect()
+    con.register("events", DeltaTable(str(store / "clinical_events")).to_pyarrow_table(columns=["person_id", "event_date", "snomed_code"]))
+    con.register("patients", DeltaTable(str(store / "patients")).to_pyarrow_table())
+    # Poplar's reference date: the end of the newest period delivered.
+    con.register("deliveries", DeltaTable(str(store / "deliveries")).to_pyarrow_table())
+    reference = con.execute("SELECT max(period_end) FROM deliveries WHERE status = 'landed'").fetchone()[0]
+    ref = f"DATE '{reference}'"
+    registered = f"""
+        SELECT person_id, birth_month FROM patients WHERE registered_practice IS NOT NULL
+          AND registration_start <= {ref} AND (registration_end IS NULL OR registration_end >= {ref})
+          AND (death_month IS NULL OR death_month > {ref})"""
+
+    def duck(diagnosis, min_age, resolved=None):
+        dx = ",".join(map(str, codes(diagnosis)))
+        res = f"AND NOT EXISTS (SELECT 1 FROM events x WHERE x.person_id = d.person_id AND x.snomed_code IN ({','.join(map(str, codes(resolved)))}) AND x.event_date > d.latest AND x.event_date <= {ref})" if resolved else ""
+        return con.execute(f"""
+            WITH d AS (SELECT person_id, max(event_date) AS latest FROM events WHERE snomed_code IN ({dx}) AND event_date <= {ref} GROUP BY person_id),
+                 r AS ({registered})
+            SELECT count(DISTINCT d.person_id) FROM d JOIN r USING (person_id)
+            WHERE (year({ref}) - year(r.birth_month) - CASE WHEN month({ref}) < month(r.birth_month) THEN 1 ELSE 0 END) >= {min_age} {res}
+        """).fetchone()[0]
+
+    with connect(uri, "sam", tokens["sam"]) as conn:
+        cur = conn.cursor()
+        for view, expected in [
+            ("diabetes", duck("dm_cod", 17)),
+            ("hypertension", duck("hyp_cod", 0, "hypres_cod")),
+            ("asthma", duck("ast_cod", 6)),
+            ("copd", duck("copd_cod", 0, "copdres_cod")),
+        ]:
+            cur.execute(f"SELECT count(DISTINCT person_id) FROM register_{view}")
+            assert cur.fetchone()[0] == expected, view
+            assert expected > 0
