@@ -1,44 +1,122 @@
 //! `poplar demo`: the main job on embedded defaults. Makes a synthetic 400-organisation
-//! region, loads it into `./poplar-data` (a local-directory object store) and prints what
-//! landed. A second run reuses the data (the load finds every delivery unchanged).
+//! region, loads it into `./poplar-data` (a local-directory object store), serves it over
+//! Arrow Flight SQL, asks it a handful of real cohort questions through a Flight SQL
+//! client, prints the answers, and keeps serving with instructions to connect. A second
+//! run reuses the region, the store (every delivery is found unchanged) and the users.
 
 use anyhow::Context;
 use clap::Args;
+use poplar_engine::Role;
+use poplar_engine::auth::UsersFile;
+use poplar_engine::server::{ServeOptions, shutdown_signal, start};
 use poplar_loaders::load::{LoadOptions, load};
 use poplar_loaders::synth::{self, SynthConfig};
 use poplar_loaders::{Pseudonymiser, Store};
 use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 #[derive(Args)]
 pub struct DemoArgs {
     /// People in the synthetic region.
     #[arg(long, default_value_t = 50_000)]
     patients: u64,
-    /// Where the demo keeps its region, key and store.
+    /// Where the demo keeps its region, key, users and store.
     #[arg(long, default_value = "poplar-data", env = "POPLAR_DEMO_DIR")]
     data: PathBuf,
+    #[arg(long, env = "POPLAR_ADDR", default_value = "127.0.0.1:50051")]
+    addr: SocketAddr,
+    /// Set up, answer the demo questions, and exit instead of serving.
+    #[arg(long)]
+    no_serve: bool,
 }
 
-/// The demo's own pseudonymisation key: random, made once, readable only by its owner.
-fn demo_key(path: &Path) -> anyhow::Result<Pseudonymiser> {
+/// Demo users and their tokens, kept (0600) beside the demo data so every run can print them.
+#[derive(Default, Serialize, Deserialize)]
+struct DemoTokens {
+    tokens: BTreeMap<String, String>,
+}
+
+const QUESTIONS: &[(&str, &str)] = &[
+    (
+        "Long-term-condition registers by ICB (people on each register)",
+        "SELECT o.icb, m.register, count(DISTINCT m.person_id) AS people \
+         FROM register_membership m JOIN organisations o ON o.ods_code = m.practice \
+         GROUP BY o.icb, m.register ORDER BY o.icb, people DESC",
+    ),
+    (
+        "Diabetes prevalence (17+) by IMD decile, 1 = most deprived",
+        "SELECT p.imd_decile, count(d.person_id) AS on_register, count(*) AS registered_17_plus, \
+                round(100.0 * count(d.person_id) / count(*), 1) AS prevalence_pct \
+         FROM registered_population p LEFT JOIN register_diabetes d USING (person_id) \
+         WHERE age_on(p.birth_month, DATE '2026-09-30') >= 17 AND p.imd_decile IS NOT NULL \
+         GROUP BY p.imd_decile ORDER BY p.imd_decile",
+    ),
+    (
+        "Multimorbidity: people on 2+ registers, by PCN (top 10)",
+        "SELECT o.pcn_name, count(*) AS people_2_plus FROM ( \
+           SELECT person_id, practice FROM register_membership GROUP BY person_id, practice HAVING count(*) >= 2 \
+         ) m JOIN organisations o ON o.ods_code = m.practice \
+         GROUP BY o.pcn_name ORDER BY people_2_plus DESC LIMIT 10",
+    ),
+    (
+        "Hypertension register by NHS age band and sex",
+        "SELECT nhs_age_band(age_on(p.birth_month, DATE '2026-09-30')) AS age_band, p.sex, count(*) AS people \
+         FROM register_hypertension h JOIN registered_population p USING (person_id) \
+         GROUP BY 1, 2 ORDER BY 1, 2",
+    ),
+    (
+        "A&E attendances by people on the COPD register, by financial year",
+        "SELECT financial_year(e.start_date) AS financial_year, count(*) AS attendances, \
+                count(DISTINCT e.person_id) AS people \
+         FROM encounters e JOIN register_copd c USING (person_id) \
+         WHERE e.setting = 'a&e' GROUP BY 1 ORDER BY 1",
+    ),
+];
+
+fn random_key_file(path: &Path) -> anyhow::Result<()> {
     if !path.exists() {
         let mut key = [0u8; 32];
         rand::rng().fill_bytes(&mut key);
-        std::fs::write(path, hex::encode(key)).with_context(|| format!("writing {}", path.display()))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        write_private(path, &hex::encode(key))?;
+    }
+    Ok(())
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+fn demo_users(data: &Path) -> anyhow::Result<(PathBuf, DemoTokens)> {
+    let users = data.join("users.toml");
+    let tokens_path = data.join("demo-tokens.toml");
+    let mut tokens: DemoTokens = match std::fs::read_to_string(&tokens_path) {
+        Ok(text) => toml::from_str(&text).context("reading demo-tokens.toml")?,
+        Err(_) => DemoTokens::default(),
+    };
+    for (name, role) in [("demo-steward", Role::Steward), ("demo-commissioner", Role::Commissioner), ("demo-researcher", Role::Researcher)] {
+        if !tokens.tokens.contains_key(name) {
+            let token = UsersFile::add(&users, name, role)?;
+            tokens.tokens.insert(name.to_string(), token);
         }
     }
-    Ok(Pseudonymiser::from_file_or_env(Some(path))?)
+    write_private(&tokens_path, &toml::to_string_pretty(&tokens)?)?;
+    Ok((users, tokens))
 }
 
 pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     std::fs::create_dir_all(&args.data).with_context(|| format!("creating {}", args.data.display()))?;
     let region = args.data.join("region");
     let (registry, deliveries, postcodes, imd) = synth::layout(&region);
@@ -56,18 +134,20 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
             out.report.seconds
         );
     }
-    let pseudonymiser = demo_key(&args.data.join("pseudonym.key"))?;
+    let key = args.data.join("pseudonym.key");
+    random_key_file(&key)?;
+    let store = Store::parse(&args.data.join("store").display().to_string())?;
     let options = LoadOptions {
         registry,
         input: deliveries,
-        store: Store::parse(&args.data.join("store").display().to_string())?,
+        store: store.clone(),
         postcodes,
         imd,
         optout: None,
         group_rows: 4_000_000,
         progress: std::io::stderr().is_terminal(),
     };
-    let report = load(&options, &pseudonymiser).await?;
+    let report = load(&options, &Pseudonymiser::from_file_or_env(Some(&key))?).await?;
     println!(
         "loaded: {} deliveries landed, {} unchanged; {} source rows in {:.1}s",
         report.landed_deliveries,
@@ -81,7 +161,47 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     for (reason, n) in &report.quarantined {
         println!("  quarantined {reason:<22} {n:>6}");
     }
-    println!("store: {} (Delta tables; read with deltalake, DuckDB, Polars or Spark)", options.store.root());
-    println!("demo ready in {:.1}s", started.elapsed().as_secs_f64());
+
+    let (users, tokens) = demo_users(&args.data)?;
+    let running = start(ServeOptions {
+        store,
+        users,
+        addr: args.addr,
+        tls: None,
+        refresh: Duration::from_secs(2),
+        drain: Duration::from_secs(10),
+    })
+    .await?;
+    let url = format!("grpc://{}", running.addr);
+    let steward = tokens.tokens.get("demo-steward").cloned().unwrap_or_default();
+    let mut client = crate::cli_sql::client(&url, Some("demo-steward"), &steward, None).await?;
+    println!("\nserving Arrow Flight SQL at {url}; set-up took {:.1}s\n", started.elapsed().as_secs_f64());
+    for (title, sql) in QUESTIONS {
+        let asked = Instant::now();
+        let batches = crate::cli_sql::run(&mut client, sql).await?;
+        println!("== {title} ({:.2}s, as demo-steward)", asked.elapsed().as_secs_f64());
+        println!("{}\n", arrow::util::pretty::pretty_format_batches(&batches)?);
+    }
+    println!(
+        "Disclosure control is not enabled yet, so only stewards may run SQL; other roles are \
+         refused with a message saying so. The answers above are unrounded steward views."
+    );
+    if args.no_serve {
+        running.stop().await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("\nConnect:");
+    println!("  poplar sql --addr {url} --user demo-steward --token {steward}");
+    println!("  Python (pip install adbc-driver-flightsql pyarrow):");
+    println!("    import adbc_driver_flightsql.dbapi as fs");
+    println!("    conn = fs.connect(\"{url}\", db_kwargs={{\"username\": \"demo-steward\", \"password\": \"{steward}\"}}, autocommit=True)");
+    println!("    cur = conn.cursor(); cur.execute(\"SELECT register, count(*) FROM register_membership GROUP BY register\"); print(cur.fetchall())");
+    println!("Demo users and tokens (also in {}):", args.data.join("demo-tokens.toml").display());
+    for (name, token) in &tokens.tokens {
+        println!("  {name:<18} {token}");
+    }
+    println!("Ctrl-C to stop.");
+    shutdown_signal().await;
+    running.stop().await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,7 @@
 
 mod cli_load;
 mod cli_serve;
+mod cli_sql;
 mod demo;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,8 @@ enum Command {
     Load(cli_load::LoadArgs),
     /// Serve Arrow Flight SQL over the landed data.
     Serve(cli_serve::ServeArgs),
+    /// An interactive SQL shell (or script runner) over Arrow Flight SQL.
+    Sql(cli_sql::SqlArgs),
     /// Manage users of `poplar serve`.
     Users {
         #[command(subcommand)]
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo::demo(args).await,
             Command::Synth(args) => cli_load::synth(args),
             Command::Serve(args) => cli_serve::serve(args).await,
+            Command::Sql(args) => cli_sql::sql(args).await,
             Command::Users { command: UsersCommand::Add(args) } => cli_serve::users_add(args),
             Command::Load(args) => cli_load::load(args).await,
             Command::Optout { command: OptoutCommand::Apply { list, store, key_file } } => {

@@ -118,6 +118,16 @@ async fn provider(store: &Store, snapshot: Option<&Snapshot>, table: Table, ctx:
     Ok(Arc::new(MemTable::try_new(table.schema(), vec![vec![]])?))
 }
 
+/// Internal working table, present only while registers are computed.
+const LATEST_CODES: &str = "_latest_codes";
+
+async fn collect_table(ctx: &SessionContext, sql: &str) -> Result<Arc<dyn TableProvider>, EngineError> {
+    let df = ctx.sql(sql).await?;
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![batches])?))
+}
+
 async fn reference_date(ctx: &SessionContext) -> Result<Option<NaiveDate>, EngineError> {
     let batches = ctx
         .sql("SELECT CAST(max(period_end) AS VARCHAR) FROM deliveries WHERE status = 'landed'")
@@ -143,19 +153,29 @@ pub async fn load_snapshot(store: &Store, snapshot: Option<Snapshot>) -> Result<
     ctx.register_table("codelists", codelists_table()?)?;
     let reference = reference_date(&ctx).await?;
     if let Some(date) = reference {
-        // Trusted, internal definitions: planned here with the unrestricted `sql`.
         let on = format!("DATE '{}'", date.format("%Y-%m-%d"));
-        let mut membership = Vec::new();
+        let started = std::time::Instant::now();
+        // Registers are computed once per snapshot, from one scan of events (trusted,
+        // internal definitions, planned with the unrestricted `sql`), and served from memory.
+        let latest = collect_table(&ctx, &poplar_queries::registers::latest_codes_sql(&on)).await?;
+        ctx.register_table(LATEST_CODES, latest)?;
+        let union: Vec<String> = REGISTERS.iter().map(|r| r.sql(LATEST_CODES, &on)).collect();
+        let membership = collect_table(&ctx, &union.join(" UNION ALL ")).await?;
+        ctx.deregister_table(LATEST_CODES)?;
+        ctx.register_table("register_membership", membership)?;
         for register in REGISTERS {
-            ctx.sql(&format!("CREATE VIEW register_{} AS {}", register.id, register.sql(&on))).await?;
-            membership.push(format!("SELECT person_id, practice, '{}' AS register FROM register_{}", register.id, register.id));
+            ctx.sql(&format!(
+                "CREATE VIEW register_{id} AS SELECT person_id, practice, latest_code_date FROM register_membership WHERE register = '{id}'",
+                id = register.id
+            ))
+            .await?;
         }
-        ctx.sql(&format!("CREATE VIEW register_membership AS {}", membership.join(" UNION ALL "))).await?;
         ctx.sql(&format!(
             "CREATE VIEW registered_population AS {}",
             poplar_queries::registers::registered_population_sql(&on)
         ))
         .await?;
+        tracing::info!(seconds = started.elapsed().as_secs_f64(), "registers computed");
     }
     Ok(Loaded { snapshot, reference_date: reference, context: ctx })
 }

@@ -55,42 +55,41 @@ pub fn registered_population_sql(reference: &str) -> String {
     )
 }
 
+/// Each person's latest code date per codelist, on or before `reference`: the one scan of
+/// `clinical_events` every register is judged from. Columns `person_id, codelist, latest`.
+pub fn latest_codes_sql(reference: &str) -> String {
+    format!(
+        "SELECT e.person_id, c.codelist, max(e.event_date) AS latest \
+         FROM clinical_events e JOIN codelists c ON e.snomed_code = c.code \
+         WHERE e.event_date <= {reference} GROUP BY e.person_id, c.codelist"
+    )
+}
+
 impl Register {
-    /// People on this register on `reference` (a SQL date expression), with their practice:
-    /// `person_id, practice, latest_code_date`.
-    pub fn sql(&self, reference: &str) -> String {
-        let codes = |cluster: &str| format!("SELECT code FROM codelists WHERE codelist = '{cluster}'");
-        // The latest code of the condition, counting codes that would take them off it.
-        let condition_codes = match self.excluded_latest {
-            Some(excluded) => format!("{} UNION ALL {}", codes(self.diagnosis), codes(excluded)),
-            None => codes(self.diagnosis),
+    /// People on this register on `reference` (a SQL date expression), judged from
+    /// `latest_codes` (see [`latest_codes_sql`]) and the registered population:
+    /// `person_id, practice, register, latest_code_date`.
+    ///
+    /// "No resolved code after the latest diagnosis" is "latest resolved <= latest
+    /// diagnosis"; for CKD 3-5, "the latest CKD code is stage 3-5" is "latest stage 1-2
+    /// <= latest stage 3-5" (on the same day a stage 3-5 code is recorded).
+    pub fn sql(&self, latest_codes: &str, reference: &str) -> String {
+        let off = self.resolved.or(self.excluded_latest);
+        let (join, condition) = match off {
+            Some(cluster) => (
+                format!("LEFT JOIN {latest_codes} x ON x.person_id = d.person_id AND x.codelist = '{cluster}'"),
+                " AND (x.latest IS NULL OR x.latest <= d.latest)".to_string(),
+            ),
+            None => (String::new(), String::new()),
         };
-        let latest = format!(
-            "SELECT person_id, max(event_date) AS latest FROM clinical_events \
-             WHERE snomed_code IN ({condition_codes}) AND event_date <= {reference} GROUP BY person_id"
-        );
-        let mut conditions = vec![format!("age_on(r.birth_month, {reference}) >= {}", self.min_age)];
-        if let Some(resolved) = self.resolved {
-            conditions.push(format!(
-                "NOT EXISTS (SELECT 1 FROM clinical_events x WHERE x.person_id = d.person_id \
-                 AND x.snomed_code IN ({}) AND x.event_date > d.latest AND x.event_date <= {reference})",
-                codes(resolved)
-            ));
-        }
-        if self.excluded_latest.is_some() {
-            // On the latest date, a code of the register's own cluster must be recorded.
-            conditions.push(format!(
-                "EXISTS (SELECT 1 FROM clinical_events y WHERE y.person_id = d.person_id \
-                 AND y.event_date = d.latest AND y.snomed_code IN ({}))",
-                codes(self.diagnosis)
-            ));
-        }
         format!(
-            "SELECT d.person_id, r.practice, d.latest AS latest_code_date \
-             FROM ({latest}) d JOIN ({}) r ON r.person_id = d.person_id \
-             WHERE {}",
-            registered_population_sql(reference),
-            conditions.join(" AND ")
+            "SELECT d.person_id, r.practice, '{id}' AS register, d.latest AS latest_code_date \
+             FROM {latest_codes} d JOIN ({population}) r ON r.person_id = d.person_id {join} \
+             WHERE d.codelist = '{diagnosis}' AND age_on(r.birth_month, {reference}) >= {min_age}{condition}",
+            id = self.id,
+            population = registered_population_sql(reference),
+            diagnosis = self.diagnosis,
+            min_age = self.min_age,
         )
     }
 }
