@@ -9,6 +9,18 @@ POPLAR_VENV="${POPLAR_VENV:-$POPLAR_CACHE/venv}"
 
 log() { printf '== %s\n' "$*" >&2; }
 
+# Command-line tools the tests call (curl for SeaweedFS readiness, openssl for TLS certs).
+ensure_tools() {
+    local missing=()
+    for tool in curl openssl python3; do
+        command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing ${missing[*]}"
+        apt-get update -qq && apt-get install -y -qq "${missing[@]/python3/python3-venv}" >/dev/null
+    fi
+}
+
 # Create (or update) the virtualenv from ci/requirements.txt; re-installs only when the
 # requirements change.
 ensure_python_env() {

@@ -1,8 +1,9 @@
 //! `poplar-bench`: Poplar's benchmark runner, one subcommand per suite, each printing a
 //! JSON result (and appending it to `--output`). Speed is shown here, never by timed tests.
 //!
-//! Suites so far: `synth` (generate a region) and `load` (synth, then parse, de-identify
-//! and land it). Query and serve suites arrive with the engine.
+//! Suites: `synth` (generate a region), `load` (synth, then parse, de-identify and land
+//! it), `query` (synth and load once, then time opening the catalog, which computes the
+//! registers, and each register question; medians over `--iterations`).
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -46,6 +47,15 @@ enum Suite {
         #[arg(long, default_value_t = 4_000_000)]
         group_rows: u64,
     },
+    /// Generate and load a region (once, reused from --work-dir), then time register queries.
+    Query {
+        #[arg(long, default_value_t = 100_000)]
+        patients: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value_t = 5)]
+        iterations: usize,
+    },
 }
 
 #[derive(Serialize)]
@@ -78,11 +88,58 @@ fn machine() -> Machine {
 
 const BUILD: &str = if cfg!(debug_assertions) { "debug" } else { "release" };
 
+/// A fresh region in `work` (any earlier region and store there are removed first, so
+/// `synth` and `load` always time a cold generation and a first load).
 fn generate(work: &std::path::Path, patients: u64, seed: u64) -> anyhow::Result<(synth::SynthOutput, f64)> {
+    for old in [work.join("region"), work.join("store")] {
+        if old.exists() {
+            std::fs::remove_dir_all(&old)?;
+        }
+    }
     let config = SynthConfig::new(patients, seed);
     let started = Instant::now();
     let out = synth::generate(&config, &work.join("region"))?;
     Ok((out, started.elapsed().as_secs_f64()))
+}
+
+/// Synth and load into `work` unless a previous run left a loaded store there.
+fn prepared_store(work: &std::path::Path, patients: u64, seed: u64, runtime: &tokio::runtime::Runtime) -> anyhow::Result<(Store, u64, usize)> {
+    let store_dir = work.join("store");
+    let (out, _) = if work.join("region").join("deliveries").exists() {
+        let (registry, deliveries, postcodes, imd) = synth::layout(&work.join("region"));
+        let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(work.join("region/synth-report.json"))?)?;
+        let rows = report["source_rows"].as_u64().unwrap_or(0);
+        let orgs = report["organisations"].as_object().map_or(0, |o| o.values().filter_map(|v| v.as_u64()).sum::<u64>() as usize);
+        let store = Store::parse(&store_dir.display().to_string())?;
+        let options = LoadOptions { registry, input: deliveries, store: store.clone(), postcodes, imd, optout: None, group_rows: 4_000_000, progress: false };
+        runtime.block_on(load(&options, &bench_key(seed)?))?;
+        return Ok((store, rows, orgs));
+    } else {
+        generate(work, patients, seed)?
+    };
+    let store = Store::parse(&store_dir.display().to_string())?;
+    let options = LoadOptions {
+        registry: out.registry.clone(),
+        input: out.deliveries.clone(),
+        store: store.clone(),
+        postcodes: out.postcodes.clone(),
+        imd: out.imd.clone(),
+        optout: None,
+        group_rows: 4_000_000,
+        progress: false,
+    };
+    runtime.block_on(load(&options, &bench_key(seed)?))?;
+    Ok((store, out.report.source_rows, out.report.organisations.values().sum()))
+}
+
+fn bench_key(seed: u64) -> anyhow::Result<Pseudonymiser> {
+    let key: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(151).wrapping_add(seed as u8));
+    Ok(Pseudonymiser::new(&key)?)
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs.get(xs.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -107,8 +164,7 @@ fn main() -> anyhow::Result<()> {
         }
         Suite::Load { patients, seed, group_rows } => {
             let (out, synth_seconds) = generate(&work, patients, seed)?;
-            let key: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(151).wrapping_add(seed as u8));
-            let pseudonymiser = Pseudonymiser::new(&key)?;
+            let pseudonymiser = bench_key(seed)?;
             let store_dir = work.join("store");
             let options = LoadOptions {
                 registry: out.registry.clone(),
@@ -140,6 +196,52 @@ fn main() -> anyhow::Result<()> {
                     "synth_seconds": synth_seconds,
                     "input_bytes": dir_size(&out.deliveries),
                     "landed_bytes": landed_bytes,
+                }),
+                machine: machine(),
+                build: BUILD,
+            }
+        }
+        Suite::Query { patients, seed, iterations } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let (store, source_rows, organisations) = prepared_store(&work, patients, seed, &runtime)?;
+            let steward = poplar_engine::Principal { user: "bench".into(), role: poplar_engine::Role::Steward };
+            let (open_seconds, timings) = runtime.block_on(async {
+                let started = Instant::now();
+                let catalog = poplar_engine::Catalog::open(store).await?;
+                let open_seconds = started.elapsed().as_secs_f64();
+                let loaded = catalog.current();
+                let mut questions: Vec<(String, String)> = poplar_queries::REGISTERS
+                    .iter()
+                    .map(|r| (format!("register_{}", r.id), format!("SELECT practice, count(*) FROM register_{} GROUP BY practice", r.id)))
+                    .collect();
+                questions.push(("multimorbidity_by_practice".into(), "SELECT practice, count(*) FROM (SELECT person_id, practice FROM register_membership GROUP BY person_id, practice HAVING count(*) >= 2) GROUP BY practice".into()));
+                questions.push(("diabetes_by_imd_decile".into(), "SELECT p.imd_decile, count(d.person_id), count(*) FROM registered_population p LEFT JOIN register_diabetes d USING (person_id) GROUP BY p.imd_decile".into()));
+                let mut timings = serde_json::Map::new();
+                for (name, sql) in questions {
+                    let mut runs = Vec::new();
+                    for _ in 0..iterations.max(1) {
+                        let t = Instant::now();
+                        let plan = poplar_engine::session::plan_sql(&loaded, &steward, &sql).await?;
+                        poplar_engine::session::execute(&loaded, plan).await?.collect().await?;
+                        runs.push(t.elapsed().as_secs_f64());
+                    }
+                    timings.insert(name, serde_json::json!({ "median_seconds": median(runs) }));
+                }
+                Ok::<_, anyhow::Error>((open_seconds, timings))
+            })?;
+            let slowest = timings.values().filter_map(|v| v["median_seconds"].as_f64()).fold(0.0, f64::max);
+            Result {
+                suite: "query",
+                patients,
+                organisations,
+                source_rows,
+                seconds: slowest,
+                rows_per_second: f64::NAN,
+                detail: serde_json::json!({
+                    "catalog_open_and_register_compute_seconds": open_seconds,
+                    "iterations": iterations,
+                    "queries": timings,
+                    "slowest_query_median_seconds": slowest,
                 }),
                 machine: machine(),
                 build: BUILD,

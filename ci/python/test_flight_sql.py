@@ -171,3 +171,37 @@ def test_register_counts_agree_with_duckdb_over_the_landed_tables(server):
             cur.execute(f"SELECT count(DISTINCT person_id) FROM register_{view}")
             assert cur.fetchone()[0] == expected, view
             assert expected > 0
+
+
+def test_tls_with_a_certificate_the_client_trusts(landed, poplar_bin, tmp_path):
+    """`poplar serve --tls-cert/--tls-key`: ADBC connects over grpc+tls trusting the CA."""
+    store, _ = landed
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    users = tmp_path / "users.toml"
+    token = add_user(poplar_bin, users, "sam", "steward")
+    proc = subprocess.Popen([poplar_bin, "serve", "--store", str(store), "--users", str(users), "--addr", "127.0.0.1:0",
+                             "--tls-cert", str(cert), "--tls-key", str(key)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=poplar_env())
+    try:
+        line = proc.stdout.readline()
+        match = re.search(r"grpc\+tls://(\S+)", line)
+        assert match, line
+        uri = f"grpc+tls://{match.group(1)}"
+        kwargs = {"username": "sam", "password": token,
+                  "adbc.flight.sql.client_option.tls_root_certs": cert.read_text()}
+        with flight_sql.connect(uri, db_kwargs=kwargs, autocommit=True) as conn:
+            cur = conn.cursor()
+            cur.execute("SELECT count(*) FROM organisations")
+            assert cur.fetchone()[0] == 30
+        # A client that does not trust the certificate cannot connect.
+        with pytest.raises(Exception):
+            with flight_sql.connect(uri, db_kwargs={"username": "sam", "password": token}, autocommit=True) as conn:
+                conn.cursor().execute("SELECT 1")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)

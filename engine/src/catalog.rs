@@ -22,18 +22,6 @@ use crate::{EngineError, udfs};
 pub const CATALOG: &str = "poplar";
 pub const SCHEMA: &str = "public";
 
-/// Tables served, in the order catalog listings show them.
-pub const SERVED: [Table; 8] = [
-    Table::Patients,
-    Table::ClinicalEvents,
-    Table::Medications,
-    Table::Encounters,
-    Table::Organisations,
-    Table::Quarantine,
-    Table::Deliveries,
-    Table::Snapshots,
-];
-
 /// One snapshot's tables, views and functions, ready to plan queries against.
 pub struct Loaded {
     pub snapshot: Option<Snapshot>,
@@ -147,7 +135,7 @@ pub async fn load_snapshot(store: &Store, snapshot: Option<Snapshot>) -> Result<
     for udf in udfs::all() {
         ctx.register_udf(udf);
     }
-    for table in SERVED {
+    for table in Table::ALL.into_iter().filter(|t| t.is_served()) {
         ctx.register_table(table.name(), provider(store, snapshot.as_ref(), table, &ctx).await?)?;
     }
     ctx.register_table("codelists", codelists_table()?)?;

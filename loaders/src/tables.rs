@@ -56,6 +56,11 @@ impl Table {
         Table::OptOuts,
     ];
 
+    /// Whether the engine serves this table (`_optouts` is the loaders' own).
+    pub fn is_served(self) -> bool {
+        self != Table::OptOuts
+    }
+
     /// The table's directory name under the store root.
     pub fn name(self) -> &'static str {
         match self {
