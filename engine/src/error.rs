@@ -12,8 +12,6 @@ pub enum EngineError {
     Refused(String),
     #[error("invalid request: {0}")]
     InvalidRequest(String),
-    #[error("no data has been loaded into this store yet")]
-    NoData,
     #[error("query failed: {0}")]
     Query(#[from] deltalake::datafusion::error::DataFusionError),
     #[error("arrow: {0}")]
@@ -38,7 +36,6 @@ impl From<EngineError> for tonic::Status {
             EngineError::Unauthenticated(_) => tonic::Status::unauthenticated(message),
             EngineError::PermissionDenied(_) | EngineError::Refused(_) => tonic::Status::permission_denied(message),
             EngineError::InvalidRequest(_) => tonic::Status::invalid_argument(message),
-            EngineError::NoData => tonic::Status::failed_precondition(message),
             // The caller's SQL was wrong (unknown table, bad syntax, type error): their fault.
             EngineError::Query(D::Plan(_) | D::SQL(..) | D::SchemaError(..) | D::NotImplemented(_)) => {
                 tonic::Status::invalid_argument(message)

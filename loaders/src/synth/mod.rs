@@ -24,7 +24,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration as StdDuration, Instant};
+use std::time::Instant;
 
 use crate::delivery::write_manifest;
 use crate::registry::OrgType;
@@ -373,9 +373,4 @@ impl Generator<'_> {
             }
         }
     }
-}
-
-/// Elapsed-time helper for callers that report throughput.
-pub fn per_second(count: u64, elapsed: StdDuration) -> f64 {
-    count as f64 / elapsed.as_secs_f64().max(1e-9)
 }

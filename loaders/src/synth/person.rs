@@ -22,8 +22,8 @@ pub const UNKNOWN_SYSTEM_SHARE: f64 = 0.0002;
 
 struct Diagnosis {
     condition: usize,
-    /// (date, code, is_resolved_code)
-    codes: Vec<(NaiveDate, i64, bool)>,
+    /// (date, SNOMED CT code): diagnosis, stage and resolved codes alike.
+    codes: Vec<(NaiveDate, i64)>,
 }
 
 /// A coded event before writing: SNOMED CT or ICD-10, with a value for observations and
@@ -136,25 +136,25 @@ impl Generator<'_> {
             let earliest = (birth + years(f64::from(condition.onset_age))).max(today - years(25.0));
             let Some(date) = between(rng, earliest, today - Duration::days(7)) else { continue };
             let codes = &self.codes[ci];
-            let mut d = Diagnosis { condition: ci, codes: vec![(date, *codes.diagnosis.choose(rng).unwrap_or(&0), false)] };
+            let mut d = Diagnosis { condition: ci, codes: vec![(date, *codes.diagnosis.choose(rng).unwrap_or(&0))] };
             if condition.cluster == "CKD_COD" && rng.random_bool(0.3)
                 && let Some(earlier) = between(rng, earliest.min(date), date)
             {
-                d.codes.push((earlier, *self.ckd_stage_1_2.choose(rng).unwrap_or(&0), false));
+                d.codes.push((earlier, *self.ckd_stage_1_2.choose(rng).unwrap_or(&0)));
             }
             if rng.random_bool(0.3)
                 && let Some(again) = between(rng, date, today)
             {
-                d.codes.push((again, *codes.diagnosis.choose(rng).unwrap_or(&0), false));
+                d.codes.push((again, *codes.diagnosis.choose(rng).unwrap_or(&0)));
             }
             if rng.random_bool(condition.resolved_share)
                 && let Some(resolved) = between(rng, date + Duration::days(1), today)
             {
-                d.codes.push((resolved, *codes.resolved.choose(rng).unwrap_or(&0), true));
+                d.codes.push((resolved, *codes.resolved.choose(rng).unwrap_or(&0)));
                 if rng.random_bool(0.1)
                     && let Some(back) = between(rng, resolved + Duration::days(1), today)
                 {
-                    d.codes.push((back, *codes.diagnosis.choose(rng).unwrap_or(&0), false));
+                    d.codes.push((back, *codes.diagnosis.choose(rng).unwrap_or(&0)));
                 }
             }
             diagnoses.push(d);
@@ -164,7 +164,7 @@ impl Generator<'_> {
             && let Some(date) = between(rng, (birth + years(18.0)).max(today - years(20.0)), today)
         {
             let ckd = CONDITIONS.iter().position(|c| c.cluster == "CKD_COD").unwrap_or(0);
-            diagnoses.push(Diagnosis { condition: ckd, codes: vec![(date, *self.ckd_stage_1_2.choose(rng).unwrap_or(&0), false)] });
+            diagnoses.push(Diagnosis { condition: ckd, codes: vec![(date, *self.ckd_stage_1_2.choose(rng).unwrap_or(&0))] });
         }
         let ltcs = diagnoses.len() as f64;
 
@@ -199,7 +199,7 @@ impl Generator<'_> {
 
         // GP: diagnosis and resolved codes.
         for d in &diagnoses {
-            for (date, code, _) in &d.codes {
+            for (date, code) in &d.codes {
                 if recorded(*date) {
                     let mut event = Coded::new(*date, "SNOMED", code, None);
                     event.text = free_text(rng);
@@ -410,7 +410,7 @@ impl Generator<'_> {
         stats.registered_valid += 1;
         // Truth from the codes as written: QOF clusters overlap (some hypertension codes
         // are CKD codes too), so a register is judged on every code the person has.
-        let history: Vec<(NaiveDate, i64)> = diagnoses.iter().flat_map(|d| d.codes.iter().map(|c| (c.0, c.1))).collect();
+        let history: Vec<(NaiveDate, i64)> = diagnoses.iter().flat_map(|d| d.codes.iter().copied()).collect();
         for (ci, condition) in CONDITIONS.iter().enumerate() {
             if age < condition.min_age {
                 continue;
