@@ -1,12 +1,14 @@
 //! `poplar serve` and `poplar users add`.
 
+use anyhow::Context;
 use clap::Args;
+use poplar_engine::disclosure::Policy;
 use poplar_engine::auth::UsersFile;
 use poplar_engine::server::{ServeOptions, shutdown_signal, start};
 use poplar_engine::Role;
 use poplar_loaders::Store;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -25,6 +27,13 @@ pub struct ServeArgs {
     tls_cert: Option<PathBuf>,
     #[arg(long, env = "POPLAR_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Secret that seeds disclosure control's sticky noise (≥ 32 bytes; else
+    /// POPLAR_NOISE_KEY). Without one, only stewards may query.
+    #[arg(long, env = "POPLAR_NOISE_KEY_FILE")]
+    noise_key_file: Option<PathBuf>,
+    /// Disclosure-control settings (TOML) that tighten the compiled-in floors.
+    #[arg(long, env = "POPLAR_DISCLOSURE")]
+    disclosure: Option<PathBuf>,
     /// Seconds between checks for a newly committed load.
     #[arg(long, default_value_t = 2)]
     refresh_secs: u64,
@@ -43,6 +52,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tls,
         refresh: Duration::from_secs(args.refresh_secs.max(1)),
         drain: Duration::from_secs(args.drain_secs),
+        disclosure: disclosure_policy(args.noise_key_file.as_deref(), args.disclosure.as_deref())?,
     })
     .await?;
     println!("poplar: serving Arrow Flight SQL at {scheme}://{}", running.addr);
@@ -50,6 +60,21 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     println!("poplar: shutting down; letting queries in flight finish");
     running.stop().await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The environment variable holding the noise key when no file is given.
+pub const NOISE_KEY_ENV: &str = "POPLAR_NOISE_KEY";
+
+/// Disclosure control from the noise key (file, else environment) and optional settings.
+pub fn disclosure_policy(key_file: Option<&Path>, settings: Option<&Path>) -> anyhow::Result<Option<Policy>> {
+    let key = match key_file {
+        Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+        None => match std::env::var(NOISE_KEY_ENV) {
+            Ok(key) => key.into_bytes(),
+            Err(_) => return Ok(None),
+        },
+    };
+    Ok(Some(Policy::from_file(key.trim_ascii().to_vec(), settings)?))
 }
 
 #[derive(Args)]

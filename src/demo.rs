@@ -163,6 +163,8 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
 
     let (users, tokens) = demo_users(&args.data)?;
+    let noise_key = args.data.join("noise.key");
+    random_key_file(&noise_key)?;
     let running = start(ServeOptions {
         store,
         users,
@@ -170,6 +172,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         tls: None,
         refresh: Duration::from_secs(2),
         drain: Duration::from_secs(10),
+        disclosure: crate::cli_serve::disclosure_policy(Some(&noise_key), None)?,
     })
     .await?;
     let url = format!("grpc://{}", running.addr);

@@ -216,16 +216,26 @@ fn main() -> anyhow::Result<()> {
                     .collect();
                 questions.push(("multimorbidity_by_practice".into(), "SELECT practice, count(*) FROM (SELECT person_id, practice FROM register_membership GROUP BY person_id, practice HAVING count(*) >= 2) GROUP BY practice".into()));
                 questions.push(("diabetes_by_imd_decile".into(), "SELECT p.imd_decile, count(d.person_id), count(*) FROM registered_population p LEFT JOIN register_diabetes d USING (person_id) GROUP BY p.imd_decile".into()));
+                // The same questions as a steward (no disclosure control) and as a
+                // commissioner (analyzer rewrite, release, noise and rounding), interleaved in
+                // one run so the difference is the cost of disclosure control.
+                let commissioner = poplar_engine::Principal { user: "bench-commissioner".into(), role: poplar_engine::Role::Commissioner };
+                let disclosure = poplar_engine::Disclosure::new(poplar_engine::disclosure::Policy::new(b"bench-noise-key-0123456789abcdef0123".to_vec())?);
                 let mut timings = serde_json::Map::new();
                 for (name, sql) in questions {
-                    let mut runs = Vec::new();
+                    let (mut plain, mut controlled) = (Vec::new(), Vec::new());
                     for _ in 0..iterations.max(1) {
                         let t = Instant::now();
-                        let plan = poplar_engine::session::plan_sql(&loaded, &steward, &sql).await?;
-                        poplar_engine::session::execute(&loaded, plan).await?.collect().await?;
-                        runs.push(t.elapsed().as_secs_f64());
+                        poplar_engine::QuerySession::new(&loaded, &steward, None)?.sql(&sql).await?;
+                        plain.push(t.elapsed().as_secs_f64());
+                        let t = Instant::now();
+                        poplar_engine::QuerySession::new(&loaded, &commissioner, Some(&disclosure))?.sql(&sql).await?;
+                        controlled.push(t.elapsed().as_secs_f64());
                     }
-                    timings.insert(name, serde_json::json!({ "median_seconds": median(runs) }));
+                    timings.insert(
+                        name,
+                        serde_json::json!({ "median_seconds": median(plain), "with_disclosure_control_median_seconds": median(controlled) }),
+                    );
                 }
                 Ok::<_, anyhow::Error>((open_seconds, timings))
             })?;

@@ -13,7 +13,7 @@ pub enum EngineError {
     #[error("invalid request: {0}")]
     InvalidRequest(String),
     #[error("query failed: {0}")]
-    Query(#[from] deltalake::datafusion::error::DataFusionError),
+    Query(deltalake::datafusion::error::DataFusionError),
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
     #[error("landed data: {0}")]
@@ -24,6 +24,19 @@ pub enum EngineError {
     Users { path: String, reason: String },
     #[error("codelists: {0}")]
     Codelists(#[from] poplar_queries::QueryError),
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// A disclosure-control refusal travels through DataFusion as an external error; surface
+/// it as a refusal (permission denied, naming the rule), never as a query failure.
+impl From<deltalake::datafusion::error::DataFusionError> for EngineError {
+    fn from(e: deltalake::datafusion::error::DataFusionError) -> Self {
+        match crate::disclosure::refusal_in(&e) {
+            Some(refusal) => EngineError::Refused(refusal.to_string()),
+            None => EngineError::Query(e),
+        }
+    }
 }
 
 /// The one mapping from engine errors to gRPC status codes. No catch-all arm: a new error
@@ -45,7 +58,8 @@ impl From<EngineError> for tonic::Status {
             | EngineError::Store(_)
             | EngineError::Delta(_)
             | EngineError::Users { .. }
-            | EngineError::Codelists(_) => tonic::Status::internal(message),
+            | EngineError::Codelists(_)
+            | EngineError::Config(_) => tonic::Status::internal(message),
         }
     }
 }

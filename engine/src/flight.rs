@@ -32,7 +32,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::Authenticator;
 use crate::catalog::{CATALOG, Catalog, SCHEMA};
-use crate::session::{Principal, Role, execute, plan_sql};
+use crate::session::{Disclosure, Principal, QuerySession, Role};
 use crate::EngineError;
 
 /// Go clients (ADBC) send unpadded base64 in Basic auth; accept both forms.
@@ -58,6 +58,8 @@ type DoGetStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, St
 pub struct PoplarFlightSql {
     catalog: Arc<Catalog>,
     auth: Arc<Authenticator>,
+    /// None: only stewards may query (no disclosure control configured).
+    disclosure: Option<Arc<Disclosure>>,
     sql_info: SqlInfoData,
     xdbc_info: XdbcTypeInfoData,
 }
@@ -87,7 +89,7 @@ fn xdbc(name: &str, data_type: XdbcDataType, prefix: Option<&str>) -> XdbcTypeIn
 }
 
 impl PoplarFlightSql {
-    pub fn new(catalog: Arc<Catalog>, auth: Arc<Authenticator>) -> Result<Self, EngineError> {
+    pub fn new(catalog: Arc<Catalog>, auth: Arc<Authenticator>, disclosure: Option<Arc<Disclosure>>) -> Result<Self, EngineError> {
         let mut info = SqlInfoDataBuilder::new();
         info.append(SqlInfo::FlightSqlServerName, "Poplar");
         info.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
@@ -111,7 +113,7 @@ impl PoplarFlightSql {
             types.append(t);
         }
         let xdbc_info = types.build().map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
-        Ok(Self { catalog, auth, sql_info, xdbc_info })
+        Ok(Self { catalog, auth, disclosure, sql_info, xdbc_info })
     }
 
     fn principal<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
@@ -128,20 +130,30 @@ impl PoplarFlightSql {
 
     /// Plan (under the caller's role) and build the physical plan whose schema is both the
     /// FlightInfo's and the stream's.
-    async fn physical(&self, principal: &Principal, handle: &StatementHandle) -> Result<Arc<dyn ExecutionPlan>, Status> {
-        let loaded = self.catalog.current();
-        let mut plan = plan_sql(&loaded, principal, &handle.sql).await?;
+    fn session(&self, principal: &Principal) -> Result<QuerySession, EngineError> {
+        QuerySession::new(&self.catalog.current(), principal, self.disclosure.as_deref())
+    }
+
+    async fn physical(&self, principal: &Principal, handle: &StatementHandle) -> Result<(Arc<dyn ExecutionPlan>, QuerySession), Status> {
+        let session = self.session(principal)?;
+        let mut plan = session.plan(&handle.sql).await?;
         if !handle.params.is_empty() {
             plan = plan.with_param_values(decode_params(&handle.params)?).map_err(EngineError::from)?;
         }
-        let df = execute(&loaded, plan).await?;
-        Ok(df.create_physical_plan().await.map_err(EngineError::from)?)
+        let df = session.execute(plan).await?;
+        let physical = df.create_physical_plan().await.map_err(EngineError::from)?;
+        Ok((physical, session))
     }
 
     async fn stream(&self, principal: &Principal, handle: &StatementHandle) -> Result<Response<DoGetStream>, Status> {
-        let physical = self.physical(principal, handle).await?;
+        let (physical, session) = self.physical(principal, handle).await?;
+        if let Some(disclosure) = &self.disclosure
+            && principal.role != Role::Steward
+        {
+            disclosure.budget.charge(&disclosure.policy, principal)?;
+        }
         let schema = physical.schema();
-        let ctx = self.catalog.current().context.task_ctx();
+        let ctx = session.task_ctx();
         let batches = deltalake::datafusion::physical_plan::execute_stream(physical, ctx).map_err(EngineError::from)?;
         let encoded = FlightDataEncoderBuilder::new()
             .with_schema(schema)
@@ -238,7 +250,7 @@ impl FlightSqlService for PoplarFlightSql {
     async fn get_flight_info_statement(&self, query: CommandStatementQuery, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
         let principal = self.principal(&request)?;
         let handle = StatementHandle { sql: query.query, params: Vec::new() };
-        let schema = self.physical(&principal, &handle).await?.schema();
+        let schema = self.physical(&principal, &handle).await?.0.schema();
         let ticket = TicketStatementQuery { statement_handle: handle.encode_to_vec().into() };
         Self::info(&schema, ticket.as_any().encode_to_vec(), request.into_inner())
     }
@@ -254,9 +266,8 @@ impl FlightSqlService for PoplarFlightSql {
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let principal = self.principal(&request)?;
-        let loaded = self.catalog.current();
         // Plan now so a refused or broken statement fails at prepare time.
-        let plan = plan_sql(&loaded, &principal, &query.query).await?;
+        let plan = self.session(&principal)?.plan(&query.query).await?;
         let schema = plan.schema().as_arrow().clone();
         let IpcMessage(dataset_schema) = SchemaAsIpc::new(&schema, &IpcWriteOptions::default())
             .try_into()
@@ -290,7 +301,7 @@ impl FlightSqlService for PoplarFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let principal = self.principal(&request)?;
         let handle = decode_handle(&query.prepared_statement_handle)?;
-        let schema = self.physical(&principal, &handle).await?.schema();
+        let schema = self.physical(&principal, &handle).await?.0.schema();
         Self::info(&schema, query.as_any().encode_to_vec(), request.into_inner())
     }
 

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod disclosure;
 mod error;
 pub mod flight;
 pub mod server;
@@ -11,4 +12,4 @@ pub mod udfs;
 
 pub use catalog::{Catalog, Loaded};
 pub use error::EngineError;
-pub use session::{Principal, Role};
+pub use session::{Disclosure, Principal, QuerySession, Role};

@@ -11,6 +11,7 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 use crate::auth::{Authenticator, UsersFile};
 use crate::catalog::Catalog;
 use crate::flight::PoplarFlightSql;
+use crate::session::Disclosure;
 use crate::EngineError;
 
 pub struct ServeOptions {
@@ -22,6 +23,8 @@ pub struct ServeOptions {
     pub refresh: Duration,
     /// How long to let in-flight queries finish after a shutdown signal.
     pub drain: Duration,
+    /// Disclosure control for every role but steward. None: stewards only.
+    pub disclosure: Option<crate::disclosure::Policy>,
 }
 
 /// A running server: its bound address and a handle to stop it.
@@ -60,7 +63,11 @@ pub async fn start(options: ServeOptions) -> Result<Running, EngineError> {
     }
     let catalog = Arc::new(Catalog::open(options.store).await?);
     let refresher = catalog.spawn_refresher(options.refresh);
-    let service = PoplarFlightSql::new(catalog, Arc::new(Authenticator::new(users)))?;
+    let disclosure = options.disclosure.map(|policy| Arc::new(Disclosure::new(policy)));
+    if disclosure.is_none() {
+        tracing::warn!("no noise key: disclosure control is off, so only stewards may query");
+    }
+    let service = PoplarFlightSql::new(catalog, Arc::new(Authenticator::new(users)), disclosure)?;
     let listener = tokio::net::TcpListener::bind(options.addr)
         .await
         .map_err(|e| EngineError::InvalidRequest(format!("cannot listen on {}: {e}", options.addr)))?;

@@ -6,8 +6,8 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use chrono::NaiveDate;
 use deltalake::datafusion::catalog::MemTable;
-use poplar_engine::session::{execute, plan_sql};
-use poplar_engine::{Catalog, EngineError, Loaded, Principal, Role};
+use poplar_engine::disclosure::Policy;
+use poplar_engine::{Catalog, Disclosure, EngineError, Loaded, Principal, QuerySession, Role};
 use poplar_loaders::delivery::write_manifest;
 use poplar_loaders::load::{LoadOptions, load};
 use poplar_loaders::registry::{FeedFormat, NHS_NUMBER_SYSTEM, OrgType, Registry, Source};
@@ -161,6 +161,7 @@ impl std::error::Error for SltError {}
 struct PoplarDb {
     loaded: Arc<Loaded>,
     principal: Principal,
+    disclosure: Option<Arc<Disclosure>>,
 }
 
 #[async_trait::async_trait]
@@ -170,10 +171,11 @@ impl AsyncDB for PoplarDb {
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
         let err = |e: EngineError| SltError(e.to_string());
-        let plan = plan_sql(&self.loaded, &self.principal, sql).await.map_err(err)?;
-        let df = execute(&self.loaded, plan).await.map_err(err)?;
+        let session = QuerySession::new(&self.loaded, &self.principal, self.disclosure.as_deref()).map_err(err)?;
+        let plan = session.plan(sql).await.map_err(err)?;
+        let df = session.execute(plan).await.map_err(err)?;
         let schema = df.schema().inner().clone();
-        let batches = df.collect().await.map_err(|e| SltError(e.to_string()))?;
+        let batches = df.collect().await.map_err(|e| SltError(EngineError::from(e).to_string()))?;
         if schema.fields().is_empty() {
             return Ok(DBOutput::StatementComplete(0));
         }
@@ -211,8 +213,12 @@ impl AsyncDB for PoplarDb {
 }
 
 async fn run_slt(loaded: Arc<Loaded>, principal: Principal, file: &str) {
+    run_slt_with(loaded, principal, None, file).await
+}
+
+async fn run_slt_with(loaded: Arc<Loaded>, principal: Principal, disclosure: Option<Arc<Disclosure>>, file: &str) {
     let mut runner = sqllogictest::Runner::new(move || {
-        let db = PoplarDb { loaded: loaded.clone(), principal: principal.clone() };
+        let db = PoplarDb { loaded: loaded.clone(), principal: principal.clone(), disclosure: disclosure.clone() };
         async move { Ok::<_, SltError>(db) }
     });
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slt").join(file);
@@ -239,10 +245,10 @@ async fn functions_and_lockdown() {
     let (loaded, _) = fixture(dir.path()).await;
     run_slt(loaded.clone(), steward(), "functions.slt").await;
     run_slt(loaded.clone(), steward(), "lockdown.slt").await;
-    // Until disclosure control is enabled, no other role may run SQL at all.
+    // A server without disclosure control configured answers no other role at all.
     for role in [Role::Commissioner, Role::Analyst, Role::Researcher] {
         let who = Principal { user: "cam".into(), role };
-        let err = plan_sql(&loaded, &who, "SELECT count(*) FROM patients").await.expect_err("refused");
+        let err = QuerySession::new(&loaded, &who, None).err().expect("refused");
         assert!(matches!(err, EngineError::PermissionDenied(_)), "{err}");
         assert!(err.to_string().contains("disclosure control"), "{err}");
     }
@@ -275,8 +281,8 @@ async fn register_prevalence_on_a_synthetic_region_matches_what_synth_intended()
                     (SELECT count(DISTINCT person_id) FROM registered_population WHERE age_on(birth_month, DATE '2026-09-30') >= {})",
             register.id, register.min_age
         );
-        let plan = plan_sql(&loaded, &steward(), &sql).await.expect("plan");
-        let batches = execute(&loaded, plan).await.expect("run").collect().await.expect("collect");
+        let session = QuerySession::new(&loaded, &steward(), None).expect("steward");
+        let batches = session.sql(&sql).await.expect("run");
         let on = poplar_loaders::landing::int64_values(&batches, 0)[0] as f64;
         let denominator = poplar_loaders::landing::int64_values(&batches, 1)[0] as f64;
         let got = on / denominator;
@@ -290,5 +296,132 @@ async fn register_prevalence_on_a_synthetic_region_matches_what_synth_intended()
             got,
             truth.prevalence
         );
+    }
+}
+
+// ----- disclosure control: red team, utility, EXPLAIN -----
+
+const NOISE_KEY: &[u8] = b"red-team-noise-key-0123456789abcdef";
+
+/// A synthetic region big enough for groups of 8+ people (6,000 patients, 20 practices).
+async fn synthetic_region(dir: &Path) -> Arc<Loaded> {
+    let mut config = poplar_loaders::synth::SynthConfig::new(6_000, 17);
+    config.mix = poplar_loaders::synth::OrgMix { gp_practices: 20, acute_trusts: 2, mental_health_trusts: 1, community_providers: 2, social_care: 3 };
+    config.pilot_patients = 6_000;
+    let region = poplar_loaders::synth::generate(&config, &dir.join("region")).expect("synth");
+    let store = Store::parse(&dir.join("store").display().to_string()).expect("store");
+    let options = LoadOptions {
+        registry: region.registry.clone(),
+        input: region.deliveries.clone(),
+        store: store.clone(),
+        postcodes: region.postcodes.clone(),
+        imd: region.imd.clone(),
+        optout: None,
+        group_rows: 4_000_000,
+        progress: false,
+    };
+    load(&options, &Pseudonymiser::new(KEY).expect("key")).await.expect("load");
+    Catalog::open(store).await.expect("catalog").current()
+}
+
+fn disclosure() -> Arc<Disclosure> {
+    Arc::new(Disclosure::new(Policy::new(NOISE_KEY.to_vec()).expect("policy")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disclosure_control_blocks_the_red_team_and_keeps_utility() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let loaded = synthetic_region(dir.path()).await;
+    let cam = Principal { user: "cam".into(), role: Role::Commissioner };
+    run_slt_with(loaded.clone(), cam.clone(), Some(disclosure()), "red_team.slt").await;
+    run_slt_with(loaded.clone(), cam.clone(), Some(disclosure()), "disclosure_explain.slt").await;
+    utility(&loaded).await;
+    plan_snapshots(&loaded).await;
+}
+
+/// `(group key, value)` rows of a two-column answer; NULL values as None.
+async fn keyed(loaded: &Loaded, who: &Principal, sql: &str) -> std::collections::BTreeMap<String, Option<f64>> {
+    let session = QuerySession::new(loaded, who, Some(&disclosure())).expect("session");
+    let batches = session.sql(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let options = FormatOptions::new().with_null("NULL");
+    let mut out = std::collections::BTreeMap::new();
+    for b in &batches {
+        let key = ArrayFormatter::try_new(b.column(0).as_ref(), &options).expect("format");
+        let cast = arrow::compute::cast(b.column(1), &DataType::Float64).expect("numeric");
+        let value = cast.as_any().downcast_ref::<arrow::array::Float64Array>().expect("f64");
+        for r in 0..b.num_rows() {
+            out.insert(key.value(r).to_string(), (!arrow::array::Array::is_null(value, r)).then(|| value.value(r)));
+        }
+    }
+    out
+}
+
+/// Legitimate questions: the same groups as the steward's true answer, each value
+/// withheld or rounded exactly as the rules say (analyst: no noise), or within the noise
+/// bound (commissioner: sticky noise, SD 1.5, then rounding).
+async fn utility(loaded: &Loaded) {
+    let ann = Principal { user: "ann".into(), role: Role::Analyst };
+    let cam = Principal { user: "cam".into(), role: Role::Commissioner };
+    let round5 = |v: f64| (v / 5.0).round() * 5.0;
+    let mut questions: Vec<String> = poplar_queries::REGISTERS
+        .iter()
+        .map(|r| format!("SELECT practice, count(*) FROM register_{} GROUP BY practice", r.id))
+        .collect();
+    questions.push("SELECT practice, count(*) FROM (SELECT person_id, practice FROM register_membership GROUP BY person_id, practice HAVING count(*) >= 2) GROUP BY practice".into());
+    questions.push("SELECT CAST(imd_decile AS VARCHAR), count(DISTINCT person_id) FROM registered_population GROUP BY imd_decile".into());
+    let (mut cells, mut suppressed) = (0, 0);
+    for sql in &questions {
+        let truth = keyed(loaded, &steward(), sql).await;
+        let plain = keyed(loaded, &ann, sql).await;
+        let noisy = keyed(loaded, &cam, sql).await;
+        assert_eq!(truth.keys().collect::<Vec<_>>(), plain.keys().collect::<Vec<_>>(), "same groups: {sql}");
+        assert_eq!(truth.keys().collect::<Vec<_>>(), noisy.keys().collect::<Vec<_>>(), "same groups: {sql}");
+        for (group, t) in &truth {
+            let t = t.expect("a true count");
+            cells += 1;
+            if t < 8.0 {
+                suppressed += 1;
+                assert_eq!(plain[group], None, "{sql} [{group}] true {t} must be suppressed");
+                assert_eq!(noisy[group], None, "{sql} [{group}] true {t} must be suppressed");
+                continue;
+            }
+            assert_eq!(plain[group], Some(round5(t).max(10.0)), "{sql} [{group}] true {t}");
+            let n = noisy[group].expect("released");
+            assert_eq!(n % 5.0, 0.0, "{sql} [{group}] released {n} is rounded");
+            assert!((n - t).abs() <= 2.5 + 6.0 * 1.5, "{sql} [{group}] released {n} too far from {t}");
+        }
+    }
+    // The fixture must exercise both sides of the threshold.
+    assert!(cells > 200 && suppressed > 0, "{cells} cells, {suppressed} suppressed");
+
+    // Sums: rounded to 5 for analysts, withheld below k people.
+    let sql = "SELECT setting, sum(cost) FROM encounters GROUP BY setting";
+    let truth = keyed(loaded, &steward(), sql).await;
+    let people = keyed(loaded, &steward(), "SELECT setting, count(DISTINCT person_id) FROM encounters GROUP BY setting").await;
+    let plain = keyed(loaded, &ann, sql).await;
+    for (group, t) in &truth {
+        let expected = match (t, people[group]) {
+            (Some(t), Some(p)) if p >= 8.0 && t.abs() > 7.0 => Some(round5(*t)),
+            (None, _) => None,
+            _ => None,
+        };
+        assert_eq!(plain[group], expected, "{sql} [{group}]");
+    }
+}
+
+/// Rewritten plans, snapshotted: the release sits on the aggregate, hidden columns and
+/// same-person conditions are where the rule puts them.
+async fn plan_snapshots(loaded: &Loaded) {
+    let cam = Principal { user: "cam".into(), role: Role::Commissioner };
+    let session = QuerySession::new(loaded, &cam, Some(&disclosure())).expect("session");
+    for (name, sql) in [
+        ("release_by_practice", "SELECT practice, count(*) AS people FROM register_diabetes GROUP BY practice"),
+        ("multimorbidity", "SELECT practice, count(*) FROM (SELECT person_id, practice FROM register_membership GROUP BY person_id, practice HAVING count(*) >= 2) GROUP BY practice"),
+        ("same_person_join", "SELECT p.sex, count(*) FROM patients p JOIN clinical_events e ON p.person_id = e.person_id GROUP BY p.sex"),
+        ("in_subquery", "SELECT count(*) FROM patients WHERE person_id IN (SELECT person_id FROM register_copd)"),
+    ] {
+        let plan = session.plan(sql).await.expect("plan");
+        let analyzed = session.analyzed(&plan).expect("analyzed");
+        insta::assert_snapshot!(name, analyzed.display_indent().to_string());
     }
 }
