@@ -5,6 +5,7 @@ pub mod auth;
 pub mod catalog;
 mod error;
 pub mod flight;
+mod reference_date;
 pub mod server;
 pub mod session;
 pub mod udfs;

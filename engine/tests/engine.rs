@@ -230,7 +230,8 @@ async fn registers_match_the_fixture_by_construction() {
         .context
         .register_table("fixture_people", Arc::new(MemTable::try_new(people.schema(), vec![vec![people]]).expect("table")))
         .expect("register");
-    run_slt(loaded, steward(), "registers.slt").await;
+    run_slt(loaded.clone(), steward(), "registers.slt").await;
+    run_slt(loaded, steward(), "registers_on.slt").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
