@@ -147,8 +147,7 @@ pub async fn load_snapshot(store: &Store, snapshot: Option<Snapshot>) -> Result<
         // internal definitions, planned with the unrestricted `sql`), and served from memory.
         let latest = collect_table(&ctx, &poplar_queries::registers::latest_codes_sql(&on)).await?;
         ctx.register_table(LATEST_CODES, latest)?;
-        let union: Vec<String> = REGISTERS.iter().map(|r| r.sql(LATEST_CODES, &on)).collect();
-        let membership = collect_table(&ctx, &union.join(" UNION ALL ")).await?;
+        let membership = collect_table(&ctx, &poplar_queries::registers::membership_sql(LATEST_CODES, &on)).await?;
         ctx.deregister_table(LATEST_CODES)?;
         ctx.register_table("register_membership", membership)?;
         for register in REGISTERS {
@@ -165,6 +164,8 @@ pub async fn load_snapshot(store: &Store, snapshot: Option<Snapshot>) -> Result<
         .await?;
         tracing::info!(seconds = started.elapsed().as_secs_f64(), "registers computed");
     }
+    // `registers_on(date)` and `population_on(date)`: the same questions as of any date.
+    crate::reference_date::register(&ctx).await?;
     Ok(Loaded { snapshot, reference_date: reference, context: ctx })
 }
 

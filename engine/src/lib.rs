@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod disclosure;
 mod error;
 pub mod flight;
+mod reference_date;
 pub mod server;
 pub mod session;
 pub mod udfs;

@@ -8,14 +8,15 @@ use deltalake::datafusion::common::{Result, plan_err};
 use deltalake::datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
 use std::sync::Arc;
 
-fn date(days: i32) -> Option<NaiveDate> {
+/// A Date32 value (days since 1970-01-01) as a date.
+pub(crate) fn date_from_days(days: i32) -> Option<NaiveDate> {
     NaiveDate::from_num_days_from_ce_opt(days + 719_163)
 }
 
 /// Whole years from a birth month (stored as its 1st day) to a date. The day of birth is
 /// not kept, so within the birth month the birthday counts as passed.
 pub fn age_on(birth_month: i32, on: i32) -> Option<i32> {
-    let (b, d) = (date(birth_month)?, date(on)?);
+    let (b, d) = (date_from_days(birth_month)?, date_from_days(on)?);
     let mut age = d.year() - b.year();
     if d.month() < b.month() {
         age -= 1;
@@ -47,7 +48,7 @@ pub fn nhs_band(age: i32) -> &'static str {
 
 /// NHS financial years run 1 April to 31 March: 2025-04-01 is in "2025/26".
 pub fn financial_year(days: i32) -> Option<String> {
-    let d = date(days)?;
+    let d = date_from_days(days)?;
     let start = if d.month() >= 4 { d.year() } else { d.year() - 1 };
     Some(format!("{start}/{:02}", (start + 1) % 100))
 }

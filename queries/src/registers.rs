@@ -65,6 +65,12 @@ pub fn latest_codes_sql(reference: &str) -> String {
     )
 }
 
+/// Every register's members on `reference`, judged from `latest_codes` (see
+/// [`latest_codes_sql`]): `person_id, practice, register, latest_code_date`.
+pub fn membership_sql(latest_codes: &str, reference: &str) -> String {
+    REGISTERS.iter().map(|r| r.sql(latest_codes, reference)).collect::<Vec<_>>().join(" UNION ALL ")
+}
+
 impl Register {
     /// People on this register on `reference` (a SQL date expression), judged from
     /// `latest_codes` (see [`latest_codes_sql`]) and the registered population:

@@ -55,6 +55,17 @@ fn years(n: f64) -> Duration {
     Duration::days((n * 365.25) as i64)
 }
 
+/// Shortest time after birth someone must have joined their current practice to have had
+/// a previous one.
+const MIN_DAYS_BEFORE_MOVING: i64 = 28;
+
+/// When a previous registration of up to `years_before` years, ending the day before
+/// `reg_start`, began: never before birth, and none for someone registered at or just
+/// after birth (it would end before they were born).
+fn previous_registration_start(birth: NaiveDate, reg_start: NaiveDate, years_before: f64) -> Option<NaiveDate> {
+    (reg_start - birth >= Duration::days(MIN_DAYS_BEFORE_MOVING)).then(|| (reg_start - years(years_before)).max(birth))
+}
+
 fn between(rng: &mut impl Rng, from: NaiveDate, to: NaiveDate) -> Option<NaiveDate> {
     let span = (to - from).num_days();
     (span > 0).then(|| from + Duration::days(rng.random_range(0..span)))
@@ -122,9 +133,9 @@ impl Generator<'_> {
             if other == practice_index {
                 other = (other + 1) % self.region.practices.len();
             }
-            let start = (reg_start - years(rng.random_range(1.0..15.0))).max(birth);
-            (other, start)
-        });
+            previous_registration_start(birth, reg_start, rng.random_range(1.0..15.0)).map(|start| (other, start))
+        })
+        .flatten();
 
         // Conditions.
         let mut diagnoses = Vec::new();
@@ -473,6 +484,25 @@ pub fn nhs_number_for(seed: u64, index: u64) -> NhsNumber {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn a_previous_registration_never_ends_before_birth() {
+        let birth = NaiveDate::from_ymd_opt(2020, 2, 29).expect("date");
+        for days_after_birth in 0..400 {
+            let reg_start = birth + Duration::days(days_after_birth);
+            for years_before in [1.0, 2.5, 14.99] {
+                match previous_registration_start(birth, reg_start, years_before) {
+                    Some(start) => {
+                        let end = reg_start - Duration::days(1);
+                        assert!(start >= birth && end >= start, "{start}..{end} for birth {birth}");
+                    }
+                    None => assert!(days_after_birth < MIN_DAYS_BEFORE_MOVING),
+                }
+            }
+        }
+        // Registered at birth: no previous practice.
+        assert_eq!(previous_registration_start(birth, birth, 3.0), None);
+    }
 
     #[test]
     fn nhs_numbers_are_valid_unique_and_stay_in_their_window() {
