@@ -24,6 +24,11 @@ pub enum EngineError {
     Users { path: String, reason: String },
     #[error("codelists: {0}")]
     Codelists(#[from] poplar_queries::QueryError),
+    #[error("object store: {0}")]
+    ObjectStore(#[from] object_store::Error),
+    /// The audit log cannot be read, or fails verification (names the first bad entry).
+    #[error("audit log: {0}")]
+    Audit(String),
 }
 
 /// The one mapping from engine errors to gRPC status codes. No catch-all arm: a new error
@@ -45,7 +50,9 @@ impl From<EngineError> for tonic::Status {
             | EngineError::Store(_)
             | EngineError::Delta(_)
             | EngineError::Users { .. }
-            | EngineError::Codelists(_) => tonic::Status::internal(message),
+            | EngineError::Codelists(_)
+            | EngineError::ObjectStore(_)
+            | EngineError::Audit(_) => tonic::Status::internal(message),
         }
     }
 }
