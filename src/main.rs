@@ -1,5 +1,6 @@
 //! `poplar`: the command line for Poplar, a de-identified population health warehouse.
 
+mod cli_audit;
 mod cli_load;
 mod cli_serve;
 mod cli_sql;
@@ -38,6 +39,17 @@ enum Command {
         #[command(subcommand)]
         command: OptoutCommand,
     },
+    /// The audit log of requests.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain and the tail against audit/HEAD; exits 2 naming the first bad entry.
+    Verify(cli_audit::VerifyArgs),
 }
 
 #[derive(Subcommand)]
@@ -89,6 +101,7 @@ fn main() -> ExitCode {
             Command::Optout { command: OptoutCommand::Apply { list, store, key_file } } => {
                 cli_load::optout_apply(&list, &store, key_file.as_deref()).await
             }
+            Command::Audit { command: AuditCommand::Verify(args) } => cli_audit::verify(args).await,
         }
     });
     match result {

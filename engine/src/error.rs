@@ -26,6 +26,11 @@ pub enum EngineError {
     Codelists(#[from] poplar_queries::QueryError),
     #[error("configuration: {0}")]
     Config(String),
+    #[error("object store: {0}")]
+    ObjectStore(#[from] object_store::Error),
+    /// The audit log cannot be read, or fails verification (names the first bad entry).
+    #[error("audit log: {0}")]
+    Audit(String),
 }
 
 /// A disclosure-control refusal travels through DataFusion as an external error; surface
@@ -59,7 +64,9 @@ impl From<EngineError> for tonic::Status {
             | EngineError::Delta(_)
             | EngineError::Users { .. }
             | EngineError::Codelists(_)
-            | EngineError::Config(_) => tonic::Status::internal(message),
+            | EngineError::Config(_)
+            | EngineError::ObjectStore(_)
+            | EngineError::Audit(_) => tonic::Status::internal(message),
         }
     }
 }

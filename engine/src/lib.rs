@@ -1,6 +1,7 @@
 //! Poplar's engine: the catalog over landed data, users and sessions, the SQL policy, and
 //! Arrow Flight SQL serving (disclosure control, audit and Poplar's own services next).
 
+pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod disclosure;

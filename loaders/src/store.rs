@@ -9,6 +9,7 @@ use deltalake::logstore::{
     LogStore, LogStoreFactory, ObjectStoreFactory, ObjectStoreRef, StorageConfig,
     default_logstore, logstore_factories, object_store_factories,
 };
+use object_store::ObjectStore;
 use deltalake::{DeltaResult, DeltaTable, DeltaTableBuilder, DeltaTableError};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as ObjectPath;
@@ -73,6 +74,24 @@ impl Store {
                 url: self.root.to_string(),
                 reason: e.to_string(),
             })
+    }
+
+    /// The object store holding the root, and the root's path inside it, for Poplar's own
+    /// objects beside the tables (the audit log). Built by the same factories Delta uses:
+    /// `object_store`'s local files for `file://`, [`S3StoreFactory`] for `s3://`.
+    pub fn object_store(&self) -> Result<(Arc<dyn ObjectStore>, ObjectPath), LoaderError> {
+        let bad = |reason: String| LoaderError::StoreUrl {
+            url: self.root.to_string(),
+            reason,
+        };
+        let scheme = Url::parse(&format!("{}://", self.root.scheme())).map_err(|e| bad(e.to_string()))?;
+        let factory = object_store_factories()
+            .get(&scheme)
+            .map(|entry| Arc::clone(entry.value()))
+            .ok_or_else(|| bad(format!("no object store for {}://", self.root.scheme())))?;
+        factory
+            .parse_url_opts(&self.root, &StorageConfig::default())
+            .map_err(|e| bad(e.to_string()))
     }
 
     fn builder(&self, table: Table) -> Result<DeltaTableBuilder, LoaderError> {
@@ -167,5 +186,15 @@ mod tests {
         assert!(t.path().ends_with("/data/clinical_events/"));
         assert!(Store::parse("gs://bucket/x").is_err());
         assert!(Store::parse("s3://bucket/prefix").is_ok());
+    }
+
+    #[tokio::test]
+    async fn object_store_reaches_the_root() {
+        use object_store::ObjectStoreExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::parse(&dir.path().join("data").display().to_string()).expect("path");
+        let (objects, root) = store.object_store().expect("object store");
+        objects.put(&root.clone().join("probe"), "x".into()).await.expect("put");
+        assert!(dir.path().join("data/probe").exists());
     }
 }
