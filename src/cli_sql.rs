@@ -97,9 +97,45 @@ pub async fn run(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> any
     Ok(batches)
 }
 
+/// Field metadata disclosure control puts on released columns: NULL there means suppressed.
+const SUPPRESSED_KEY: &str = "poplar.suppressed";
+
+/// The batches for display: in columns disclosure control released, a suppressed (NULL)
+/// cell is shown as `*`.
+pub fn for_display(batches: &[RecordBatch]) -> anyhow::Result<Vec<RecordBatch>> {
+    use arrow::array::{Array, ArrayRef, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let mut out = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let schema = batch.schema();
+        if !schema.fields().iter().any(|f| f.metadata().contains_key(SUPPRESSED_KEY)) {
+            out.push(batch.clone());
+            continue;
+        }
+        let mut fields = Vec::new();
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        for (field, column) in schema.fields().iter().zip(batch.columns()) {
+            if !field.metadata().contains_key(SUPPRESSED_KEY) {
+                fields.push(field.as_ref().clone());
+                columns.push(column.clone());
+                continue;
+            }
+            let formatter = ArrayFormatter::try_new(column.as_ref(), &FormatOptions::default())?;
+            let shown: StringArray = (0..column.len())
+                .map(|r| Some(if column.is_null(r) { "*".to_string() } else { formatter.value(r).to_string() }))
+                .collect();
+            fields.push(Field::new(field.name(), DataType::Utf8, false));
+            columns.push(std::sync::Arc::new(shown));
+        }
+        out.push(RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)?);
+    }
+    Ok(out)
+}
+
 fn print(batches: &[RecordBatch], format: Format, out: &mut impl Write) -> anyhow::Result<()> {
     match format {
-        Format::Table => writeln!(out, "{}", arrow::util::pretty::pretty_format_batches(batches)?)?,
+        Format::Table => writeln!(out, "{}", arrow::util::pretty::pretty_format_batches(&for_display(batches)?)?)?,
         Format::Csv => {
             let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut *out);
             for b in batches {
@@ -262,7 +298,27 @@ async fn list_tables(client: &mut FlightSqlServiceClient<Channel>) {
 
 #[cfg(test)]
 mod tests {
-    use super::{message, split_statements};
+    use super::{RecordBatch, SUPPRESSED_KEY, for_display, message, split_statements};
+
+    #[test]
+    fn suppressed_cells_show_as_a_star_and_other_nulls_stay_null() {
+        use arrow::array::{ArrayRef, Int64Array, StringArray};
+        use arrow::datatypes::{DataType, Field, Schema};
+        let marked = Field::new("people", DataType::Int64, true)
+            .with_metadata([(SUPPRESSED_KEY.to_string(), "null".to_string())].into());
+        let schema = std::sync::Arc::new(Schema::new(vec![Field::new("practice", DataType::Utf8, true), marked]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                std::sync::Arc::new(StringArray::from(vec![Some("A"), None])) as ArrayRef,
+                std::sync::Arc::new(Int64Array::from(vec![None, Some(120)])),
+            ],
+        )
+        .expect("batch");
+        let shown = arrow::util::pretty::pretty_format_batches(&for_display(&[batch]).expect("display")).expect("format").to_string();
+        assert!(shown.contains("| A        | *      |"), "{shown}");
+        assert!(shown.contains("|          | 120    |"), "{shown}");
+    }
 
     #[test]
     fn server_messages_are_shown_without_transport_wrapping() {

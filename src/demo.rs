@@ -79,6 +79,20 @@ const QUESTIONS: &[(&str, &str)] = &[
     ),
 ];
 
+/// Asked as the demo commissioner, to show disclosure control at work.
+const COMMISSIONER_QUESTIONS: &[(&str, &str)] = &[
+    (
+        "People on the dementia register by practice (first ten practices)",
+        "SELECT practice, count(*) AS people FROM register_dementia GROUP BY practice ORDER BY practice LIMIT 10",
+    ),
+    (
+        "People with two or more long-term conditions, by PCN",
+        "SELECT o.pcn_name, count(*) AS people FROM (SELECT person_id, practice FROM register_membership \
+         GROUP BY person_id, practice HAVING count(*) >= 2) m JOIN organisations o ON o.ods_code = m.practice \
+         GROUP BY o.pcn_name ORDER BY o.pcn_name LIMIT 10",
+    ),
+];
+
 fn random_key_file(path: &Path) -> anyhow::Result<()> {
     if !path.exists() {
         let mut key = [0u8; 32];
@@ -185,9 +199,19 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         println!("== {title} ({:.2}s, as demo-steward)", asked.elapsed().as_secs_f64());
         println!("{}\n", arrow::util::pretty::pretty_format_batches(&batches)?);
     }
+    println!("The answers above are a steward's: true, unrounded values. A commissioner asking the same goes through disclosure control:\n");
+    let commissioner = tokens.tokens.get("demo-commissioner").cloned().unwrap_or_default();
+    let mut cam = crate::cli_sql::client(&url, Some("demo-commissioner"), &commissioner, None).await?;
+    for (title, sql) in COMMISSIONER_QUESTIONS {
+        let asked = Instant::now();
+        let batches = crate::cli_sql::run(&mut cam, sql).await?;
+        println!("== {title} ({:.2}s, as demo-commissioner)", asked.elapsed().as_secs_f64());
+        println!("{}\n", arrow::util::pretty::pretty_format_batches(&crate::cli_sql::for_display(&batches)?)?);
+    }
     println!(
-        "Disclosure control is not enabled yet, so only stewards may run SQL; other roles are \
-         refused with a message saying so. The answers above are unrounded steward views."
+        "* = suppressed: fewer than 8 people, or a count of 1 to 7; other counts are rounded to 5 after sticky noise. \
+         Refused for a commissioner, with the rule named: person-level rows, anything derived from person_id, min/max. \
+         See docs/disclosure-control.md."
     );
     if args.no_serve {
         running.stop().await?;

@@ -8,11 +8,13 @@ import subprocess
 import pytest
 
 KEY = "python-test-key-0123456789abcdef01234567"
+NOISE_KEY = "python-noise-key-0123456789abcdef0123456"
 
 
 def poplar_env():
     env = dict(os.environ)
     env["POPLAR_PSEUDONYM_KEY"] = KEY
+    env["POPLAR_NOISE_KEY"] = NOISE_KEY
     env["POPLAR_LOG"] = "warn,buoyant_kernel=off"
     return env
 

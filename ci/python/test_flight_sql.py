@@ -120,14 +120,92 @@ def test_each_locked_down_statement_is_refused_by_name(server, sql, refused):
     assert not pathlib.Path("/tmp/poplar-leak.csv").exists()
 
 
-def test_other_roles_are_refused_until_disclosure_control(server):
+def fetch(conn, sql, parameters=None):
+    cur = conn.cursor()
+    cur.execute(sql, parameters=parameters)
+    return cur.fetch_arrow_table()
+
+
+def test_a_commissioner_sees_suppressed_cells_and_rounded_counts(server):
+    """Disclosure control in the engine: the commissioner's answer has the steward's groups,
+    small cells suppressed (null, marked in the field metadata so a client shows *), and
+    every other count rounded to 5 after sticky noise."""
+    uri, tokens, _ = server
+    questions = [
+        "SELECT practice, count(*) AS people FROM registered_population GROUP BY practice",
+        "SELECT practice, count(*) AS people FROM register_dementia GROUP BY practice",
+    ]
+    suppressed = 0
+    for sql in questions:
+        with connect(uri, "sam", tokens["sam"]) as conn:
+            truth = {r["practice"]: r["people"] for r in fetch(conn, sql).to_pylist()}
+        with connect(uri, "cam", tokens["cam"]) as conn:
+            table = fetch(conn, sql)
+            again = fetch(conn, sql)
+        key = lambda t: sorted(t.to_pylist(), key=lambda r: r["practice"])
+        assert key(table) == key(again), "the same question gets the same answer"
+        field = table.schema.field("people")
+        assert field.metadata[b"poplar.protection"] == b"count"
+        assert field.metadata[b"poplar.suppressed"] == b"null"
+        shown = {r["practice"]: r["people"] for r in table.to_pylist()}
+        assert shown.keys() == truth.keys(), "the same groups as the steward's answer"
+        for practice, true in truth.items():
+            released = shown[practice]
+            if true < 8:
+                assert released is None, f"{practice}: {true} must show as *"
+                suppressed += 1
+            else:
+                assert released % 5 == 0 and abs(released - true) <= 2.5 + 6 * 1.5, f"{practice}: {released} vs {true}"
+        display = ["*" if v is None else str(v) for v in shown.values()]
+        assert all(d == "*" or d.isdigit() for d in display)
+    assert suppressed > 0, "the region is small enough to have small cells"
+
+
+def test_a_commissioner_prepared_statement_goes_through_disclosure_control(server):
+    uri, tokens, _ = server
+    with connect(uri, "cam", tokens["cam"]) as conn:
+        table = fetch(conn, "SELECT count(*) AS n FROM register_membership WHERE register = $1", parameters=("hypertension",))
+        n = table.column("n")[0].as_py()
+        assert n is None or n % 5 == 0
+
+
+@pytest.mark.parametrize("sql, rule", [
+    ("SELECT * FROM patients", "rule 1"),
+    ("SELECT person_id, count(*) FROM clinical_events GROUP BY person_id", "rule 1"),
+    ("SELECT max(value) FROM clinical_events", "rule 3"),
+    ("SELECT count(*) FROM quarantine", "steward-only"),
+    ("SELECT count(*) FROM audit_log", "steward-only"),
+    ("EXPLAIN ANALYZE SELECT count(*) FROM patients", "EXPLAIN ANALYZE"),
+    ("SET datafusion.execution.batch_size = 1", "SetVariable"),
+])
+def test_a_commissioner_is_refused_with_the_rule_named(server, sql, rule):
     uri, tokens, _ = server
     with connect(uri, "cam", tokens["cam"]) as conn:
         objects = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
         tables = {t["table_name"] for c in objects for s in c["catalog_db_schemas"] for t in s["db_schema_tables"]}
-        assert "patients" in tables and "quarantine" not in tables, "steward-only tables are not listed"
-        with pytest.raises(Exception, match="disclosure control"):
-            conn.cursor().execute("SELECT count(*) FROM patients")
+        assert "patients" in tables and "quarantine" not in tables and "audit_log" not in tables
+        with pytest.raises(Exception) as error:
+            fetch(conn, sql)
+        assert rule in str(error.value)
+        assert "PermissionDenied" in str(error.value) or "permission" in str(error.value).lower()
+
+
+def test_every_request_is_in_the_audit_log_and_it_verifies(server, poplar_bin):
+    uri, tokens, store = server
+    with connect(uri, "cam", tokens["cam"]) as conn:
+        fetch(conn, "SELECT practice, count(*) AS people FROM register_dementia GROUP BY practice")
+        with pytest.raises(Exception):
+            fetch(conn, "SELECT * FROM patients")
+    with connect(uri, "sam", tokens["sam"]) as conn:
+        log = fetch(conn, "SELECT * FROM audit_log ORDER BY seq").to_pylist()
+    mine = [e for e in log if e["user"] == "cam"]
+    answered = [e for e in mine if e["outcome"] == "answered" and "register_dementia" in e["request"]]
+    refused = [e for e in mine if e["outcome"] == "refused" and e["request"] == "SELECT * FROM patients"]
+    assert answered and answered[-1]["cells_suppressed"] > 0 and answered[-1]["rows"] > 0 and answered[-1]["plan_hash"]
+    assert refused and "rule 1" in refused[-1]["detail"]
+    assert [e["seq"] for e in log] == list(range(len(log))), "contiguous"
+    out = subprocess.run([poplar_bin, "audit", "verify", "--store", str(store)], capture_output=True, text=True, env=poplar_env())
+    assert out.returncode == 0, out.stdout + out.stderr
 
 
 def codes(name):

@@ -139,6 +139,9 @@ pub async fn load_snapshot(store: &Store, snapshot: Option<Snapshot>) -> Result<
         ctx.register_table(table.name(), provider(store, snapshot.as_ref(), table, &ctx).await?)?;
     }
     ctx.register_table("codelists", codelists_table()?)?;
+    // Stewards query the audit log as a table, read fresh from the store on every scan;
+    // disclosure control refuses it to everyone else.
+    ctx.register_table("audit_log", Arc::new(crate::audit::AuditTable::new(store.clone())))?;
     let reference = reference_date(&ctx).await?;
     if let Some(date) = reference {
         let on = format!("DATE '{}'", date.format("%Y-%m-%d"));

@@ -24,7 +24,7 @@ use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use deltalake::datafusion::physical_plan::ExecutionPlan;
 use deltalake::datafusion::scalar::ScalarValue;
-use futures::{Stream, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -32,15 +32,17 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::Authenticator;
 use crate::catalog::{CATALOG, Catalog, SCHEMA};
+use crate::audit::{AuditLog, AuditRecord, AuditRequest, Outcome};
 use crate::session::{Disclosure, Principal, QuerySession, Role};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
 use crate::EngineError;
 
 /// Go clients (ADBC) send unpadded base64 in Basic auth; accept both forms.
 const BASE64: GeneralPurpose =
     GeneralPurpose::new(&base64::alphabet::STANDARD, GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent));
 
-/// Tables only stewards see in listings (feed quality and load history).
-const STEWARD_ONLY: [&str; 3] = ["quarantine", "deliveries", "snapshots"];
+use crate::disclosure::rewrite::STEWARD_ONLY;
 
 /// What a statement or prepared-statement handle carries: the SQL and, once bound, its
 /// parameters (an Arrow IPC stream). Stateless, so a handle outlives nothing on the server;
@@ -60,6 +62,8 @@ pub struct PoplarFlightSql {
     auth: Arc<Authenticator>,
     /// None: only stewards may query (no disclosure control configured).
     disclosure: Option<Arc<Disclosure>>,
+    /// Every query's outcome is appended here.
+    audit: Arc<AuditLog>,
     sql_info: SqlInfoData,
     xdbc_info: XdbcTypeInfoData,
 }
@@ -89,7 +93,7 @@ fn xdbc(name: &str, data_type: XdbcDataType, prefix: Option<&str>) -> XdbcTypeIn
 }
 
 impl PoplarFlightSql {
-    pub fn new(catalog: Arc<Catalog>, auth: Arc<Authenticator>, disclosure: Option<Arc<Disclosure>>) -> Result<Self, EngineError> {
+    pub fn new(catalog: Arc<Catalog>, auth: Arc<Authenticator>, disclosure: Option<Arc<Disclosure>>, audit: Arc<AuditLog>) -> Result<Self, EngineError> {
         let mut info = SqlInfoDataBuilder::new();
         info.append(SqlInfo::FlightSqlServerName, "Poplar");
         info.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
@@ -113,7 +117,7 @@ impl PoplarFlightSql {
             types.append(t);
         }
         let xdbc_info = types.build().map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
-        Ok(Self { catalog, auth, disclosure, sql_info, xdbc_info })
+        Ok(Self { catalog, auth, disclosure, audit, sql_info, xdbc_info })
     }
 
     fn principal<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
@@ -134,30 +138,110 @@ impl PoplarFlightSql {
         QuerySession::new(&self.catalog.current(), principal, self.disclosure.as_deref())
     }
 
-    async fn physical(&self, principal: &Principal, handle: &StatementHandle) -> Result<(Arc<dyn ExecutionPlan>, QuerySession), Status> {
+    async fn physical(&self, principal: &Principal, handle: &StatementHandle) -> Result<(Arc<dyn ExecutionPlan>, QuerySession, String), EngineError> {
         let session = self.session(principal)?;
         let mut plan = session.plan(&handle.sql).await?;
+        let plan_hash = crate::audit::plan_hash(&plan);
         if !handle.params.is_empty() {
-            plan = plan.with_param_values(decode_params(&handle.params)?).map_err(EngineError::from)?;
+            let params = decode_params(&handle.params).map_err(|s| EngineError::InvalidRequest(s.message().to_string()))?;
+            plan = plan.with_param_values(params)?;
         }
         let df = session.execute(plan).await?;
-        let physical = df.create_physical_plan().await.map_err(EngineError::from)?;
-        Ok((physical, session))
+        let physical = df.create_physical_plan().await?;
+        Ok((physical, session, plan_hash))
+    }
+
+    /// The audit record for a request about `handle`.
+    fn record(principal: &Principal, handle: &StatementHandle) -> AuditRecord {
+        let parameters = if handle.params.is_empty() {
+            Vec::new()
+        } else {
+            decode_params(&handle.params).map(|p| p.iter().map(ToString::to_string).collect()).unwrap_or_default()
+        };
+        AuditRecord::new(principal, AuditRequest::Sql { text: handle.sql.clone(), parameters })
+    }
+
+    /// Log a request that ended before any answer (refused or failed while planning).
+    async fn audit_failure(&self, principal: &Principal, handle: &StatementHandle, started: Instant, error: EngineError) -> Status {
+        let mut record = Self::record(principal, handle);
+        record.outcome = Outcome::from(&error);
+        record.duration_ms = started.elapsed().as_millis() as u64;
+        if let Err(e) = self.audit.append(record).await {
+            tracing::error!(error = %e, "could not append to the audit log");
+            return Status::internal("the audit log could not be written; no answer is given without it");
+        }
+        error.into()
+    }
+
+    /// The schema a statement will answer with (planned under the caller's role).
+    async fn schema_of(&self, principal: &Principal, handle: &StatementHandle) -> Result<arrow::datatypes::SchemaRef, Status> {
+        let started = Instant::now();
+        match self.physical(principal, handle).await {
+            Ok((physical, _, _)) => Ok(physical.schema()),
+            Err(e) => Err(self.audit_failure(principal, handle, started, e).await),
+        }
     }
 
     async fn stream(&self, principal: &Principal, handle: &StatementHandle) -> Result<Response<DoGetStream>, Status> {
-        let (physical, session) = self.physical(principal, handle).await?;
+        let started = Instant::now();
+        let (physical, session, plan_hash) = match self.physical(principal, handle).await {
+            Ok(planned) => planned,
+            Err(e) => return Err(self.audit_failure(principal, handle, started, e).await),
+        };
         if let Some(disclosure) = &self.disclosure
             && principal.role != Role::Steward
+            && let Err(e) = disclosure.budget.charge(&disclosure.policy, principal)
         {
-            disclosure.budget.charge(&disclosure.policy, principal)?;
+            return Err(self.audit_failure(principal, handle, started, e).await);
         }
         let schema = physical.schema();
         let ctx = session.task_ctx();
         let batches = deltalake::datafusion::physical_plan::execute_stream(physical, ctx).map_err(EngineError::from)?;
+        // Count what leaves, then log the request once the answer has been streamed.
+        let rows = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicBool::new(false));
+        let steward = principal.role == Role::Steward;
+        let counted = {
+            let (rows, failed) = (rows.clone(), failed.clone());
+            batches
+                .inspect_ok(move |b| {
+                    rows.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
+                })
+                .map_err(move |e| {
+                    failed.store(true, Ordering::Relaxed);
+                    // A runtime error can quote a value it choked on (a failed cast, say):
+                    // only stewards see it.
+                    if steward {
+                        e
+                    } else {
+                        deltalake::datafusion::error::DataFusionError::Execution(
+                            "the query failed while running; details are withheld under disclosure control".into(),
+                        )
+                    }
+                })
+        };
+        let mut record = Self::record(principal, handle);
+        record.plan_hash = Some(plan_hash);
+        let (audit, stats) = (self.audit.clone(), session.stats.clone());
+        let logged = futures::stream::once(async move {
+            record.rows = rows.load(Ordering::Relaxed);
+            record.cells_suppressed = stats.cells_suppressed.load(Ordering::Relaxed);
+            record.duration_ms = started.elapsed().as_millis() as u64;
+            if failed.load(Ordering::Relaxed) {
+                record.outcome = Outcome::Failed { message: "failed while streaming the answer".into() };
+            }
+            match audit.append(record).await {
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not append to the audit log");
+                    Some(Err(deltalake::datafusion::error::DataFusionError::Execution("the audit log could not be written".into())))
+                }
+            }
+        })
+        .filter_map(|item| async move { item });
         let encoded = FlightDataEncoderBuilder::new()
             .with_schema(schema)
-            .build(batches.map_err(|e| FlightError::ExternalError(Box::new(e))))
+            .build(counted.chain(logged).map_err(|e| FlightError::ExternalError(Box::new(e))))
             .map_err(Status::from);
         tracing::info!(user = %principal.user, role = principal.role.as_str(), "query answered");
         Ok(Response::new(Box::pin(encoded)))
@@ -250,7 +334,7 @@ impl FlightSqlService for PoplarFlightSql {
     async fn get_flight_info_statement(&self, query: CommandStatementQuery, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
         let principal = self.principal(&request)?;
         let handle = StatementHandle { sql: query.query, params: Vec::new() };
-        let schema = self.physical(&principal, &handle).await?.0.schema();
+        let schema = self.schema_of(&principal, &handle).await?;
         let ticket = TicketStatementQuery { statement_handle: handle.encode_to_vec().into() };
         Self::info(&schema, ticket.as_any().encode_to_vec(), request.into_inner())
     }
@@ -267,7 +351,16 @@ impl FlightSqlService for PoplarFlightSql {
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let principal = self.principal(&request)?;
         // Plan now so a refused or broken statement fails at prepare time.
-        let plan = self.session(&principal)?.plan(&query.query).await?;
+        let started = Instant::now();
+        let handle = StatementHandle { sql: query.query.clone(), params: Vec::new() };
+        let plan = match self.session(&principal) {
+            Ok(session) => session.plan(&query.query).await,
+            Err(e) => Err(e),
+        };
+        let plan = match plan {
+            Ok(plan) => plan,
+            Err(e) => return Err(self.audit_failure(&principal, &handle, started, e).await),
+        };
         let schema = plan.schema().as_arrow().clone();
         let IpcMessage(dataset_schema) = SchemaAsIpc::new(&schema, &IpcWriteOptions::default())
             .try_into()
@@ -301,7 +394,7 @@ impl FlightSqlService for PoplarFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let principal = self.principal(&request)?;
         let handle = decode_handle(&query.prepared_statement_handle)?;
-        let schema = self.physical(&principal, &handle).await?.0.schema();
+        let schema = self.schema_of(&principal, &handle).await?;
         Self::info(&schema, query.as_any().encode_to_vec(), request.into_inner())
     }
 

@@ -11,6 +11,7 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 use crate::auth::{Authenticator, UsersFile};
 use crate::catalog::Catalog;
 use crate::flight::PoplarFlightSql;
+use crate::audit::AuditLog;
 use crate::session::Disclosure;
 use crate::EngineError;
 
@@ -61,13 +62,15 @@ pub async fn start(options: ServeOptions) -> Result<Running, EngineError> {
             reason: "no users: add one with `poplar users add NAME --role ROLE --users FILE`".into(),
         });
     }
-    let catalog = Arc::new(Catalog::open(options.store).await?);
+    let audit = Arc::new(AuditLog::open(&options.store).await?);
+    let catalog = Arc::new(Catalog::open(options.store.clone()).await?);
     let refresher = catalog.spawn_refresher(options.refresh);
     let disclosure = options.disclosure.map(|policy| Arc::new(Disclosure::new(policy)));
-    if disclosure.is_none() {
-        tracing::warn!("no noise key: disclosure control is off, so only stewards may query");
+    match &disclosure {
+        Some(d) => restore_budgets(d, &options.store).await?,
+        None => tracing::warn!("no noise key: disclosure control is off, so only stewards may query"),
     }
-    let service = PoplarFlightSql::new(catalog, Arc::new(Authenticator::new(users)), disclosure)?;
+    let service = PoplarFlightSql::new(catalog, Arc::new(Authenticator::new(users)), disclosure, audit)?;
     let listener = tokio::net::TcpListener::bind(options.addr)
         .await
         .map_err(|e| EngineError::InvalidRequest(format!("cannot listen on {}: {e}", options.addr)))?;
@@ -90,6 +93,22 @@ pub async fn start(options: ServeOptions) -> Result<Running, EngineError> {
     }));
     tracing::info!(%addr, tls = options.tls.is_some(), "serving Arrow Flight SQL");
     Ok(Running { addr, shutdown, task, refresher, drain: options.drain })
+}
+
+/// Re-read today's answers per user from the audit log, so a restart does not reset the
+/// daily budgets.
+async fn restore_budgets(disclosure: &Disclosure, store: &poplar_loaders::Store) -> Result<(), EngineError> {
+    let today = chrono::Utc::now().date_naive();
+    let mut answered: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    for entry in crate::audit::entries(store).await? {
+        if entry.at.date_naive() == today && entry.record.outcome == crate::audit::Outcome::Answered {
+            *answered.entry(entry.record.user.clone()).or_default() += 1;
+        }
+    }
+    for (user, n) in answered {
+        disclosure.budget.restore(&user, today, n);
+    }
+    Ok(())
 }
 
 /// Resolve on SIGTERM or Ctrl-C.
