@@ -88,11 +88,18 @@ pub fn message(error: &str) -> String {
 
 pub async fn run(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> anyhow::Result<Vec<RecordBatch>> {
     let info = client.execute(sql.to_string(), None).await.map_err(|e| anyhow::anyhow!(message(&e.to_string())))?;
+    let schema = info.clone().try_decode_schema().ok();
     let mut batches = Vec::new();
     for endpoint in info.endpoint {
         let Some(ticket) = endpoint.ticket else { continue };
         let stream = client.do_get(ticket).await.map_err(|e| anyhow::anyhow!(message(&e.to_string())))?;
         batches.extend(stream.try_collect::<Vec<_>>().await.map_err(|e| anyhow::anyhow!(message(&e.to_string())))?);
+    }
+    // No rows: keep the columns, so an empty answer still prints its header.
+    if batches.is_empty()
+        && let Some(schema) = schema
+    {
+        batches.push(RecordBatch::new_empty(std::sync::Arc::new(schema)));
     }
     Ok(batches)
 }
@@ -138,12 +145,15 @@ fn print(batches: &[RecordBatch], format: Format, out: &mut impl Write) -> anyho
         Format::Table => writeln!(out, "{}", arrow::util::pretty::pretty_format_batches(&for_display(batches)?)?)?,
         Format::Csv => {
             let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut *out);
-            for b in batches {
+            for b in &for_display(batches)? {
                 writer.write(b)?;
             }
         }
         Format::Json => {
-            let mut writer = arrow::json::LineDelimitedWriter::new(&mut *out);
+            // Explicit nulls: a suppressed cell is `null`, not a missing key.
+            let mut writer = arrow::json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, arrow::json::writer::LineDelimited>(&mut *out);
             for b in batches {
                 writer.write(b)?;
             }
