@@ -367,6 +367,7 @@ async fn disclosure_control_blocks_the_red_team_and_keeps_utility() {
     run_slt_with(loaded.clone(), cam.clone(), Some(disclosure()), "red_team.slt").await;
     run_slt_with(loaded.clone(), cam.clone(), Some(disclosure()), "disclosure_explain.slt").await;
     utility(&loaded).await;
+    withheld_small_groups(&loaded).await;
     plan_snapshots(&loaded).await;
 }
 
@@ -437,6 +438,30 @@ async fn utility(loaded: &Loaded) {
             _ => None,
         };
         assert_eq!(plain[group], expected, "{sql} [{group}]");
+    }
+}
+
+/// A deployment that withholds small groups shows only groups of k or more people: the
+/// key of a small group (e.g. a rare combination of LSOA and birth month) is not disclosed.
+async fn withheld_small_groups(loaded: &Loaded) {
+    use poplar_engine::disclosure::policy::{PolicyFile, SmallGroups};
+    let strict = Policy::new(NOISE_KEY.to_vec())
+        .expect("policy")
+        .stricter(PolicyFile { small_groups: Some(SmallGroups::Withhold), ..Default::default() })
+        .expect("stricter");
+    let strict = Disclosure::new(strict);
+    let ann = Principal { user: "ann".into(), role: Role::Analyst };
+    let sql = "SELECT lsoa, count(*) FROM register_dementia d JOIN patients p ON p.person_id = d.person_id GROUP BY lsoa";
+    let people = "SELECT lsoa, count(DISTINCT d.person_id) FROM register_dementia d JOIN patients p ON p.person_id = d.person_id GROUP BY lsoa";
+    let truth = keyed(loaded, &steward(), people).await;
+    let session = QuerySession::new(loaded, &ann, Some(&strict)).expect("session");
+    let batches = session.sql(sql).await.expect("answer");
+    let shown: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let big = truth.values().filter(|t| t.is_some_and(|t| t >= 8.0)).count();
+    assert!(truth.len() > big, "the region has small LSOA groups");
+    assert_eq!(shown, big, "only groups of 8+ people are shown");
+    for b in &batches {
+        assert_eq!(b.column(1).null_count(), 0, "no marked cells: small groups are gone");
     }
 }
 

@@ -32,12 +32,25 @@ pub enum Rounding {
     Midpoint6,
 }
 
+/// What a group covering fewer than k people looks like in an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmallGroups {
+    /// Shown with every value suppressed (`*`), as NHS England and OpenSAFELY publish
+    /// tables: the key says "1 to 7 people here".
+    Mark,
+    /// Left out of the answer altogether (BigQuery's aggregation threshold): the key
+    /// itself is not disclosed. Stricter; see docs/disclosure-control.md on fine keys.
+    Withhold,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     pub min_people: u64,
     pub suppress_up_to: u64,
     pub round_to: u64,
     pub rounding: Rounding,
+    pub small_groups: SmallGroups,
     pub noise_sd: f64,
     /// Roles whose answers carry sticky noise and are limited by a daily budget.
     pub noised_roles: Vec<Role>,
@@ -54,6 +67,7 @@ pub struct PolicyFile {
     pub suppress_up_to: Option<u64>,
     pub round_to: Option<u64>,
     pub rounding: Option<Rounding>,
+    pub small_groups: Option<SmallGroups>,
     pub noise_sd: Option<f64>,
     pub noised_roles: Option<Vec<Role>>,
     pub daily_budget: Option<BTreeMap<Role, u64>>,
@@ -70,6 +84,7 @@ impl Policy {
             suppress_up_to: SUPPRESS_UP_TO_FLOOR,
             round_to: ROUND_TO_FLOOR,
             rounding: Rounding::Nearest,
+            small_groups: SmallGroups::Mark,
             noise_sd: NOISE_SD_FLOOR,
             noised_roles: vec![Role::Commissioner, Role::Researcher],
             daily_budget: BTreeMap::from([(Role::Commissioner, DAILY_BUDGET_CEILING), (Role::Researcher, 500)]),
@@ -100,6 +115,12 @@ impl Policy {
         }
         if let Some(r) = file.rounding {
             self.rounding = r;
+        }
+        if let Some(g) = file.small_groups {
+            if self.small_groups == SmallGroups::Withhold && g == SmallGroups::Mark {
+                return Err(weaker("small_groups", "withhold".into()));
+            }
+            self.small_groups = g;
         }
         if let Some(sd) = file.noise_sd {
             if sd.is_nan() || sd < self.noise_sd {

@@ -93,8 +93,8 @@ pub struct ProtectSpec {
     pub digest: usize,
     /// Canonical text of the aggregate's input plan: the question layer's seed.
     pub question: String,
-    /// A release with no value columns (from `SELECT DISTINCT`): small groups are dropped
-    /// rather than shown, as there is no cell to mark.
+    /// Small groups are dropped rather than shown: for a release with no value columns
+    /// (`SELECT DISTINCT`: no cell to mark), or when the deployment withholds them.
     pub drop_small_groups: bool,
     pub stats: Arc<ReleaseStats>,
 }

@@ -529,7 +529,7 @@ impl Rewriter<'_> {
             people,
             digest,
             question,
-            drop_small_groups: from_distinct,
+            drop_small_groups: from_distinct || self.rule.policy.small_groups == super::policy::SmallGroups::Withhold,
             stats: self.rule.stats.clone(),
         });
         let node = ProtectNode::try_new(LogicalPlan::Aggregate(aggregate), spec)?;
