@@ -288,23 +288,7 @@ async fn filters_reach_the_delta_scan() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_prevalence_on_a_synthetic_region_matches_what_synth_intended() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = poplar_loaders::synth::SynthConfig::new(6_000, 17);
-    config.mix = poplar_loaders::synth::OrgMix { gp_practices: 20, acute_trusts: 2, mental_health_trusts: 1, community_providers: 2, social_care: 3 };
-    config.pilot_patients = 6_000;
-    let region = poplar_loaders::synth::generate(&config, &dir.path().join("region")).expect("synth");
-    let store = Store::parse(&dir.path().join("store").display().to_string()).expect("store");
-    let options = LoadOptions {
-        registry: region.registry.clone(),
-        input: region.deliveries.clone(),
-        store: store.clone(),
-        postcodes: region.postcodes.clone(),
-        imd: region.imd.clone(),
-        optout: None,
-        group_rows: 4_000_000,
-        progress: false,
-    };
-    load(&options, &Pseudonymiser::new(KEY).expect("key")).await.expect("load");
-    let loaded = Catalog::open(store).await.expect("catalog").current();
+    let (loaded, region) = synthetic_region(dir.path()).await;
     for register in poplar_queries::REGISTERS {
         let truth = region.report.registers.iter().find(|r| r.cluster == register.diagnosis).expect("synth made it");
         let sql = format!(
@@ -334,8 +318,9 @@ async fn register_prevalence_on_a_synthetic_region_matches_what_synth_intended()
 
 const NOISE_KEY: &[u8] = b"red-team-noise-key-0123456789abcdef";
 
-/// A synthetic region big enough for groups of 8+ people (6,000 patients, 20 practices).
-async fn synthetic_region(dir: &Path) -> Arc<Loaded> {
+/// A synthetic region big enough for groups of 8+ people (6,000 patients, 20 practices),
+/// landed; with synth's report of what it intended.
+async fn synthetic_region(dir: &Path) -> (Arc<Loaded>, poplar_loaders::synth::SynthOutput) {
     let mut config = poplar_loaders::synth::SynthConfig::new(6_000, 17);
     config.mix = poplar_loaders::synth::OrgMix { gp_practices: 20, acute_trusts: 2, mental_health_trusts: 1, community_providers: 2, social_care: 3 };
     config.pilot_patients = 6_000;
@@ -352,7 +337,7 @@ async fn synthetic_region(dir: &Path) -> Arc<Loaded> {
         progress: false,
     };
     load(&options, &Pseudonymiser::new(KEY).expect("key")).await.expect("load");
-    Catalog::open(store).await.expect("catalog").current()
+    (Catalog::open(store).await.expect("catalog").current(), region)
 }
 
 fn disclosure() -> Arc<Disclosure> {
@@ -362,7 +347,7 @@ fn disclosure() -> Arc<Disclosure> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disclosure_control_blocks_the_red_team_and_keeps_utility() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let loaded = synthetic_region(dir.path()).await;
+    let (loaded, _) = synthetic_region(dir.path()).await;
     let cam = Principal { user: "cam".into(), role: Role::Commissioner };
     run_slt_with(loaded.clone(), cam.clone(), Some(disclosure()), "red_team.slt").await;
     run_slt_with(loaded.clone(), cam.clone(), Some(disclosure()), "disclosure_explain.slt").await;
