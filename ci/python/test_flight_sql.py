@@ -44,6 +44,11 @@ def server(landed, poplar_bin, tmp_path_factory):
     assert proc.wait(timeout=60) == 0, "SIGTERM drains and exits cleanly"
 
 
+def listed_tables(conn):
+    objects = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
+    return {t["table_name"] for c in objects for s in c["catalog_db_schemas"] for t in s["db_schema_tables"]}
+
+
 def connect(uri, user, token):
     return flight_sql.connect(uri, db_kwargs={"username": user, "password": token}, autocommit=True)
 
@@ -51,8 +56,7 @@ def connect(uri, user, token):
 def test_sign_in_list_tables_and_run_a_cohort_query(server):
     uri, tokens, _ = server
     with connect(uri, "sam", tokens["sam"]) as conn:
-        objects = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
-        tables = {t["table_name"] for c in objects for s in c["catalog_db_schemas"] for t in s["db_schema_tables"]}
+        tables = listed_tables(conn)
         assert {"patients", "clinical_events", "organisations", "codelists", "register_diabetes", "register_membership"} <= tables
         cur = conn.cursor()
         cur.execute(
@@ -181,8 +185,7 @@ def test_a_commissioner_prepared_statement_goes_through_disclosure_control(serve
 def test_a_commissioner_is_refused_with_the_rule_named(server, sql, rule):
     uri, tokens, _ = server
     with connect(uri, "cam", tokens["cam"]) as conn:
-        objects = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
-        tables = {t["table_name"] for c in objects for s in c["catalog_db_schemas"] for t in s["db_schema_tables"]}
+        tables = listed_tables(conn)
         assert "patients" in tables and "quarantine" not in tables and "audit_log" not in tables
         with pytest.raises(Exception) as error:
             fetch(conn, sql)

@@ -305,16 +305,10 @@ fn release(spec: &ProtectSpec, schema: &SchemaRef, input: &RecordBatch) -> Resul
     let digest = as_i64(input.column(spec.digest))?;
     let small: Vec<bool> = (0..rows).map(|r| people.is_null(r) || (people.value(r) as u64) < policy.min_people).collect();
     let key_columns: Vec<usize> = spec.cells.iter().enumerate().filter(|(_, (c, _))| *c == Cell::Key).map(|(i, _)| i).collect();
-    let group_keys: Vec<Vec<u8>> = (0..rows)
-        .map(|r| {
-            let mut key = Vec::new();
-            for &c in &key_columns {
-                key.extend(array_value_to_string(input.column(c), r).unwrap_or_default().as_bytes());
-                key.push(0x1f);
-            }
-            key
-        })
-        .collect();
+    // Each row's group key as text, per key column (secondary suppression matches
+    // families on them) and joined (it seeds the question layer of the noise).
+    let keys = group_keys_by_column(input, &key_columns)?;
+    let group_keys: Vec<Vec<u8>> = keys.iter().map(|k| k.iter().flat_map(|v| v.bytes().chain([0x1f])).collect()).collect();
     let noise_sd = if spec.noised { policy.noise_sd } else { 0.0 };
     let noise = |r: usize, text: &str| {
         noise::sticky(&policy.noise_key, noise_sd, text, digest.value(r), spec.question.as_bytes(), &group_keys[r])
@@ -416,7 +410,7 @@ fn release(spec: &ProtectSpec, schema: &SchemaRef, input: &RecordBatch) -> Resul
         let masks = rolled_up(&ids, key_columns.len());
         for (col, hidden) in suppressed.iter_mut() {
             if let Some(truth) = true_values.get(col) {
-                secondary(&masks, &group_keys_by_column(input, &key_columns)?, truth, hidden);
+                secondary(&masks, &keys, truth, hidden);
             }
         }
         for (col, hidden) in &suppressed {

@@ -312,10 +312,11 @@ impl Rewriter<'_> {
             }
             Expr::Exists(Exists { subquery, negated }) => {
                 let scope = Scope { outer_pid: outer_pid.clone(), correlated_scalar: false };
-                if !flow.person && self.is_person_level(&subquery.subquery)? {
+                let over_people = self.is_person_level(&subquery.subquery)?;
+                if !flow.person && over_people {
                     return refuse(SAME_PERSON, "EXISTS over people's records must match the outer row's person_id");
                 }
-                if flow.person && self.is_person_level(&subquery.subquery)? && !outer_tainted(&subquery.outer_ref_columns) {
+                if flow.person && over_people && !outer_tainted(&subquery.outer_ref_columns) {
                     return refuse(SAME_PERSON, "EXISTS over people's records must be correlated on person_id");
                 }
                 let (sub, _, _) = self.subquery(subquery, &scope)?;
