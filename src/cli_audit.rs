@@ -16,7 +16,12 @@ pub struct VerifyArgs {
 pub async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let store = Store::parse(&args.store)?;
     let report = audit::verify(&store).await?;
-    println!("audit log {}{}/: {} entries checked", store.root(), audit::AUDIT_DIR, report.entries_checked);
+    println!(
+        "audit log {}{}/: {} entries checked",
+        store.root(),
+        audit::AUDIT_DIR,
+        report.entries_checked
+    );
     match &report.last {
         Some(last) => println!("last entry: seq {} hash {}", last.seq, last.hash),
         None => println!("last entry: none (the log is empty)"),
@@ -26,12 +31,18 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         None => println!("HEAD:       none"),
     }
     let Some(first) = report.first_problem() else {
-        println!("ok: the chain is intact and matches HEAD. Record the head hash outside Poplar: a later verify must show that entry with the same hash.");
+        println!(
+            "ok: the chain is intact and matches HEAD. Record the head hash outside Poplar: a later verify must show that entry with the same hash."
+        );
         return Ok(ExitCode::SUCCESS);
     };
     for problem in &report.problems {
         eprintln!("  {problem}");
     }
-    eprintln!("error: the audit log fails verification; first bad entry: seq {} ({} problem(s))", first.seq, report.problems.len());
+    eprintln!(
+        "error: the audit log fails verification; first bad entry: seq {} ({} problem(s))",
+        first.seq,
+        report.problems.len()
+    );
     Ok(ExitCode::from(2))
 }

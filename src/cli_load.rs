@@ -43,7 +43,10 @@ pub struct SynthArgs {
 
 pub fn synth(args: SynthArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.gp_practices > 0, "a region needs at least one GP practice");
-    anyhow::ensure!((0.0..=1.0).contains(&args.fhir_share), "--fhir-share is a share between 0 and 1");
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.fhir_share),
+        "--fhir-share is a share between 0 and 1"
+    );
     let mut config = SynthConfig::new(args.patients, args.seed);
     config.mix = OrgMix {
         gp_practices: args.gp_practices,
@@ -112,7 +115,9 @@ fn beside(registry: &Path, name: &str) -> PathBuf {
 pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     let pseudonymiser = Pseudonymiser::from_file_or_env(args.key_file.as_deref())?;
     let options = LoadOptions {
-        postcodes: args.postcodes.unwrap_or_else(|| beside(&args.registry, "postcode_lsoa.csv")),
+        postcodes: args
+            .postcodes
+            .unwrap_or_else(|| beside(&args.registry, "postcode_lsoa.csv")),
         imd: args.imd.unwrap_or_else(|| beside(&args.registry, "imd2019_lsoa.csv")),
         registry: args.registry,
         input: args.input,
@@ -129,7 +134,10 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     if report.rejected.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("error: {} deliveries were rejected (everything else landed):", report.rejected.len());
+        eprintln!(
+            "error: {} deliveries were rejected (everything else landed):",
+            report.rejected.len()
+        );
         for r in &report.rejected {
             eprintln!("  {}", r.describe());
         }
@@ -151,7 +159,12 @@ fn print_report(r: &LoadReport) {
         r.snapshot.map_or("none".into(), |s| s.to_string()),
     );
     for rec in &r.recovered {
-        println!("  recovered {} from version {} to {:?}", rec.table.name(), rec.from_version, rec.to_version);
+        println!(
+            "  recovered {} from version {} to {:?}",
+            rec.table.name(),
+            rec.from_version,
+            rec.to_version
+        );
     }
     println!("  rows landed:");
     for (table, n) in &r.rows_landed {
@@ -172,7 +185,10 @@ fn print_report(r: &LoadReport) {
         );
     }
     if r.unmatched_postcodes > 0 {
-        println!("  patients whose postcode is not in the lookup (LSOA left empty): {}", r.unmatched_postcodes);
+        println!(
+            "  patients whose postcode is not in the lookup (LSOA left empty): {}",
+            r.unmatched_postcodes
+        );
     }
     if !r.per_source.is_empty() {
         println!("  per source: ods  rows_read  patients  events  medications  encounters  quarantined  opted_out");
@@ -180,7 +196,13 @@ fn print_report(r: &LoadReport) {
             let n = |t: &str| s.landed.get(t).copied().unwrap_or(0);
             println!(
                 "    {ods:<8} {:>9} {:>9} {:>8} {:>12} {:>11} {:>12} {:>10}",
-                s.rows_read, n("patients"), n("clinical_events"), n("medications"), n("encounters"), s.quarantined, s.optout_excluded
+                s.rows_read,
+                n("patients"),
+                n("clinical_events"),
+                n("medications"),
+                n("encounters"),
+                s.quarantined,
+                s.optout_excluded
             );
         }
     }

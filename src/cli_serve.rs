@@ -2,10 +2,10 @@
 
 use anyhow::Context;
 use clap::Args;
-use poplar_engine::disclosure::Policy;
-use poplar_engine::auth::UsersFile;
-use poplar_engine::server::{ServeOptions, shutdown_signal, start};
 use poplar_engine::Role;
+use poplar_engine::auth::UsersFile;
+use poplar_engine::disclosure::Policy;
+use poplar_engine::server::{ServeOptions, shutdown_signal, start};
 use poplar_loaders::Store;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -91,7 +91,12 @@ pub struct UsersAddArgs {
 
 pub fn users_add(args: UsersAddArgs) -> anyhow::Result<ExitCode> {
     let token = UsersFile::add(&args.users, &args.name, args.role)?;
-    eprintln!("added {} ({}) to {}; their token (shown once, store it safely):", args.name, args.role.as_str(), args.users.display());
+    eprintln!(
+        "added {} ({}) to {}; their token (shown once, store it safely):",
+        args.name,
+        args.role.as_str(),
+        args.users.display()
+    );
     println!("{token}");
     Ok(ExitCode::SUCCESS)
 }

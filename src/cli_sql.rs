@@ -50,10 +50,18 @@ async fn connect(args: &SqlArgs) -> anyhow::Result<FlightSqlServiceClient<Channe
 }
 
 /// A signed-in Flight SQL client: Basic handshake when `user` is given, else bearer token.
-pub async fn client(addr: &str, user: Option<&str>, token: &str, tls_ca: Option<&std::path::Path>) -> anyhow::Result<FlightSqlServiceClient<Channel>> {
+pub async fn client(
+    addr: &str,
+    user: Option<&str>,
+    token: &str,
+    tls_ca: Option<&std::path::Path>,
+) -> anyhow::Result<FlightSqlServiceClient<Channel>> {
     let (url, tls) = if let Some(rest) = addr.strip_prefix("grpc+tls://") {
         (format!("https://{rest}"), true)
-    } else if let Some(rest) = addr.strip_prefix("grpc://").or_else(|| addr.strip_prefix("grpc+tcp://")) {
+    } else if let Some(rest) = addr
+        .strip_prefix("grpc://")
+        .or_else(|| addr.strip_prefix("grpc+tcp://"))
+    {
         (format!("http://{rest}"), false)
     } else {
         bail!("--addr must start with grpc:// or grpc+tls://");
@@ -63,15 +71,23 @@ pub async fn client(addr: &str, user: Option<&str>, token: &str, tls_ca: Option<
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut config = ClientTlsConfig::new();
         if let Some(ca) = tls_ca {
-            config = config.ca_certificate(Certificate::from_pem(std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?));
+            config = config.ca_certificate(Certificate::from_pem(
+                std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?,
+            ));
         }
         endpoint = endpoint.tls_config(config)?;
     }
-    let channel = endpoint.connect().await.with_context(|| format!("cannot connect to {addr}"))?;
+    let channel = endpoint
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {addr}"))?;
     let mut client = FlightSqlServiceClient::new(channel);
     match user {
         Some(user) => {
-            client.handshake(user, token).await.map_err(|e| anyhow::anyhow!("sign-in failed: {}", message(&e.to_string())))?;
+            client
+                .handshake(user, token)
+                .await
+                .map_err(|e| anyhow::anyhow!("sign-in failed: {}", message(&e.to_string())))?;
         }
         None => client.set_token(token.to_string()),
     }
@@ -80,20 +96,36 @@ pub async fn client(addr: &str, user: Option<&str>, token: &str, tls_ca: Option<
 
 /// The server's words, without the transport's wrapping.
 pub fn message(error: &str) -> String {
-    let Some(start) = error.find("message: \"") else { return error.to_string() };
+    let Some(start) = error.find("message: \"") else {
+        return error.to_string();
+    };
     let rest = &error[start + 10..];
-    let end = rest.find("\", details").or_else(|| rest.rfind('"')).unwrap_or(rest.len());
+    let end = rest
+        .find("\", details")
+        .or_else(|| rest.rfind('"'))
+        .unwrap_or(rest.len());
     rest[..end].replace("\\\"", "\"")
 }
 
 pub async fn run(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> anyhow::Result<Vec<RecordBatch>> {
-    let info = client.execute(sql.to_string(), None).await.map_err(|e| anyhow::anyhow!(message(&e.to_string())))?;
+    let info = client
+        .execute(sql.to_string(), None)
+        .await
+        .map_err(|e| anyhow::anyhow!(message(&e.to_string())))?;
     let schema = info.clone().try_decode_schema().ok();
     let mut batches = Vec::new();
     for endpoint in info.endpoint {
         let Some(ticket) = endpoint.ticket else { continue };
-        let stream = client.do_get(ticket).await.map_err(|e| anyhow::anyhow!(message(&e.to_string())))?;
-        batches.extend(stream.try_collect::<Vec<_>>().await.map_err(|e| anyhow::anyhow!(message(&e.to_string())))?);
+        let stream = client
+            .do_get(ticket)
+            .await
+            .map_err(|e| anyhow::anyhow!(message(&e.to_string())))?;
+        batches.extend(
+            stream
+                .try_collect::<Vec<_>>()
+                .await
+                .map_err(|e| anyhow::anyhow!(message(&e.to_string())))?,
+        );
     }
     // No rows: keep the columns, so an empty answer still prints its header.
     if batches.is_empty()
@@ -116,7 +148,11 @@ pub fn for_display(batches: &[RecordBatch]) -> anyhow::Result<Vec<RecordBatch>> 
     let mut out = Vec::with_capacity(batches.len());
     for batch in batches {
         let schema = batch.schema();
-        if !schema.fields().iter().any(|f| f.metadata().contains_key(SUPPRESSED_KEY)) {
+        if !schema
+            .fields()
+            .iter()
+            .any(|f| f.metadata().contains_key(SUPPRESSED_KEY))
+        {
             out.push(batch.clone());
             continue;
         }
@@ -130,7 +166,13 @@ pub fn for_display(batches: &[RecordBatch]) -> anyhow::Result<Vec<RecordBatch>> 
             }
             let formatter = ArrayFormatter::try_new(column.as_ref(), &FormatOptions::default())?;
             let shown: StringArray = (0..column.len())
-                .map(|r| Some(if column.is_null(r) { "*".to_string() } else { formatter.value(r).to_string() }))
+                .map(|r| {
+                    Some(if column.is_null(r) {
+                        "*".to_string()
+                    } else {
+                        formatter.value(r).to_string()
+                    })
+                })
                 .collect();
             fields.push(Field::new(field.name(), DataType::Utf8, false));
             columns.push(std::sync::Arc::new(shown));
@@ -142,7 +184,11 @@ pub fn for_display(batches: &[RecordBatch]) -> anyhow::Result<Vec<RecordBatch>> 
 
 fn print(batches: &[RecordBatch], format: Format, out: &mut impl Write) -> anyhow::Result<()> {
     match format {
-        Format::Table => writeln!(out, "{}", arrow::util::pretty::pretty_format_batches(&for_display(batches)?)?)?,
+        Format::Table => writeln!(
+            out,
+            "{}",
+            arrow::util::pretty::pretty_format_batches(&for_display(batches)?)?
+        )?,
         Format::Csv => {
             let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut *out);
             for b in &for_display(batches)? {
@@ -228,7 +274,10 @@ async fn interactive(client: &mut FlightSqlServiceClient<Channel>, args: &SqlArg
     if let Some(h) = &history {
         let _ = editor.load_history(h);
     }
-    println!("poplar sql: connected to {}. End statements with ';'. \\q quits, \\d lists tables.", args.addr);
+    println!(
+        "poplar sql: connected to {}. End statements with ';'. \\q quits, \\d lists tables.",
+        args.addr
+    );
     let mut buffer = String::new();
     loop {
         let prompt = if buffer.is_empty() { "poplar> " } else { "   ...> " };
@@ -325,7 +374,9 @@ mod tests {
             ],
         )
         .expect("batch");
-        let shown = arrow::util::pretty::pretty_format_batches(&for_display(&[batch]).expect("display")).expect("format").to_string();
+        let shown = arrow::util::pretty::pretty_format_batches(&for_display(&[batch]).expect("display"))
+            .expect("format")
+            .to_string();
         assert!(shown.contains("| A        | *      |"), "{shown}");
         assert!(shown.contains("|          | 120    |"), "{shown}");
     }
@@ -340,7 +391,10 @@ mod tests {
     #[test]
     fn statements_split_outside_quotes_and_comments() {
         let script = "SELECT 'a;b' AS x; -- a comment; with a semicolon\nSELECT \"c;d\" FROM t;\n\n";
-        assert_eq!(split_statements(script), vec!["SELECT 'a;b' AS x", "SELECT \"c;d\" FROM t"]);
+        assert_eq!(
+            split_statements(script),
+            vec!["SELECT 'a;b' AS x", "SELECT \"c;d\" FROM t"]
+        );
         assert_eq!(split_statements("SELECT 1"), vec!["SELECT 1"]);
         assert!(split_statements("  ;\n").is_empty());
     }

@@ -119,7 +119,11 @@ fn demo_users(data: &Path) -> anyhow::Result<(PathBuf, DemoTokens)> {
         Ok(text) => toml::from_str(&text).context("reading demo-tokens.toml")?,
         Err(_) => DemoTokens::default(),
     };
-    for (name, role) in [("demo-steward", Role::Steward), ("demo-commissioner", Role::Commissioner), ("demo-researcher", Role::Researcher)] {
+    for (name, role) in [
+        ("demo-steward", Role::Steward),
+        ("demo-commissioner", Role::Commissioner),
+        ("demo-researcher", Role::Researcher),
+    ] {
         if !tokens.tokens.contains_key(name) {
             let token = UsersFile::add(&users, name, role)?;
             tokens.tokens.insert(name.to_string(), token);
@@ -137,7 +141,11 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     if deliveries.exists() {
         println!("reusing the synthetic region in {}", region.display());
     } else {
-        println!("generating a synthetic region of {} patients in {} ...", args.patients, region.display());
+        println!(
+            "generating a synthetic region of {} patients in {} ...",
+            args.patients,
+            region.display()
+        );
         let mut config = SynthConfig::new(args.patients, 42);
         config.progress = std::io::stderr().is_terminal();
         let out = synth::generate(&config, &region)?;
@@ -192,21 +200,32 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let url = format!("grpc://{}", running.addr);
     let steward = tokens.tokens.get("demo-steward").cloned().unwrap_or_default();
     let mut client = crate::cli_sql::client(&url, Some("demo-steward"), &steward, None).await?;
-    println!("\nserving Arrow Flight SQL at {url}; set-up took {:.1}s\n", started.elapsed().as_secs_f64());
+    println!(
+        "\nserving Arrow Flight SQL at {url}; set-up took {:.1}s\n",
+        started.elapsed().as_secs_f64()
+    );
     for (title, sql) in QUESTIONS {
         let asked = Instant::now();
         let batches = crate::cli_sql::run(&mut client, sql).await?;
         println!("== {title} ({:.2}s, as demo-steward)", asked.elapsed().as_secs_f64());
         println!("{}\n", arrow::util::pretty::pretty_format_batches(&batches)?);
     }
-    println!("The answers above are a steward's: true, unrounded values. A commissioner asking the same goes through disclosure control:\n");
+    println!(
+        "The answers above are a steward's: true, unrounded values. A commissioner asking the same goes through disclosure control:\n"
+    );
     let commissioner = tokens.tokens.get("demo-commissioner").cloned().unwrap_or_default();
     let mut cam = crate::cli_sql::client(&url, Some("demo-commissioner"), &commissioner, None).await?;
     for (title, sql) in COMMISSIONER_QUESTIONS {
         let asked = Instant::now();
         let batches = crate::cli_sql::run(&mut cam, sql).await?;
-        println!("== {title} ({:.2}s, as demo-commissioner)", asked.elapsed().as_secs_f64());
-        println!("{}\n", arrow::util::pretty::pretty_format_batches(&crate::cli_sql::for_display(&batches)?)?);
+        println!(
+            "== {title} ({:.2}s, as demo-commissioner)",
+            asked.elapsed().as_secs_f64()
+        );
+        println!(
+            "{}\n",
+            arrow::util::pretty::pretty_format_batches(&crate::cli_sql::for_display(&batches)?)?
+        );
     }
     println!(
         "* = suppressed: fewer than 8 people, or a count of 1 to 7; other counts are rounded to 5 after sticky noise. \
@@ -221,9 +240,16 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     println!("  poplar sql --addr {url} --user demo-steward --token {steward}");
     println!("  Python (pip install adbc-driver-flightsql pyarrow):");
     println!("    import adbc_driver_flightsql.dbapi as fs");
-    println!("    conn = fs.connect(\"{url}\", db_kwargs={{\"username\": \"demo-steward\", \"password\": \"{steward}\"}}, autocommit=True)");
-    println!("    cur = conn.cursor(); cur.execute(\"SELECT register, count(*) FROM register_membership GROUP BY register\"); print(cur.fetchall())");
-    println!("Demo users and tokens (also in {}):", args.data.join("demo-tokens.toml").display());
+    println!(
+        "    conn = fs.connect(\"{url}\", db_kwargs={{\"username\": \"demo-steward\", \"password\": \"{steward}\"}}, autocommit=True)"
+    );
+    println!(
+        "    cur = conn.cursor(); cur.execute(\"SELECT register, count(*) FROM register_membership GROUP BY register\"); print(cur.fetchall())"
+    );
+    println!(
+        "Demo users and tokens (also in {}):",
+        args.data.join("demo-tokens.toml").display()
+    );
     for (name, token) in &tokens.tokens {
         println!("  {name:<18} {token}");
     }

@@ -77,8 +77,9 @@ enum OptoutCommand {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("POPLAR_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,buoyant_kernel=off,poplar=info,poplar_loaders=info")),
+            tracing_subscriber::EnvFilter::try_from_env("POPLAR_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("warn,buoyant_kernel=off,poplar=info,poplar_loaders=info")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -96,12 +97,16 @@ fn main() -> ExitCode {
             Command::Synth(args) => cli_load::synth(args),
             Command::Serve(args) => cli_serve::serve(args).await,
             Command::Sql(args) => cli_sql::sql(args).await,
-            Command::Users { command: UsersCommand::Add(args) } => cli_serve::users_add(args),
+            Command::Users {
+                command: UsersCommand::Add(args),
+            } => cli_serve::users_add(args),
             Command::Load(args) => cli_load::load(args).await,
-            Command::Optout { command: OptoutCommand::Apply { list, store, key_file } } => {
-                cli_load::optout_apply(&list, &store, key_file.as_deref()).await
-            }
-            Command::Audit { command: AuditCommand::Verify(args) } => cli_audit::verify(args).await,
+            Command::Optout {
+                command: OptoutCommand::Apply { list, store, key_file },
+            } => cli_load::optout_apply(&list, &store, key_file.as_deref()).await,
+            Command::Audit {
+                command: AuditCommand::Verify(args),
+            } => cli_audit::verify(args).await,
         }
     });
     match result {

@@ -103,15 +103,32 @@ fn generate(work: &std::path::Path, patients: u64, seed: u64) -> anyhow::Result<
 }
 
 /// Synth and load into `work` unless a previous run left a loaded store there.
-fn prepared_store(work: &std::path::Path, patients: u64, seed: u64, runtime: &tokio::runtime::Runtime) -> anyhow::Result<(Store, u64, usize)> {
+fn prepared_store(
+    work: &std::path::Path,
+    patients: u64,
+    seed: u64,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<(Store, u64, usize)> {
     let store_dir = work.join("store");
     let (out, _) = if work.join("region").join("deliveries").exists() {
         let (registry, deliveries, postcodes, imd) = synth::layout(&work.join("region"));
-        let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(work.join("region/synth-report.json"))?)?;
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(work.join("region/synth-report.json"))?)?;
         let rows = report["source_rows"].as_u64().unwrap_or(0);
-        let orgs = report["organisations"].as_object().map_or(0, |o| o.values().filter_map(|v| v.as_u64()).sum::<u64>() as usize);
+        let orgs = report["organisations"]
+            .as_object()
+            .map_or(0, |o| o.values().filter_map(|v| v.as_u64()).sum::<u64>() as usize);
         let store = Store::parse(&store_dir.display().to_string())?;
-        let options = LoadOptions { registry, input: deliveries, store: store.clone(), postcodes, imd, optout: None, group_rows: 4_000_000, progress: false };
+        let options = LoadOptions {
+            registry,
+            input: deliveries,
+            store: store.clone(),
+            postcodes,
+            imd,
+            optout: None,
+            group_rows: 4_000_000,
+            progress: false,
+        };
         runtime.block_on(load(&options, &bench_key(seed)?))?;
         return Ok((store, rows, orgs));
     } else {
@@ -162,7 +179,11 @@ fn main() -> anyhow::Result<()> {
                 build: BUILD,
             }
         }
-        Suite::Load { patients, seed, group_rows } => {
+        Suite::Load {
+            patients,
+            seed,
+            group_rows,
+        } => {
             let (out, synth_seconds) = generate(&work, patients, seed)?;
             let pseudonymiser = bench_key(seed)?;
             let store_dir = work.join("store");
@@ -201,10 +222,17 @@ fn main() -> anyhow::Result<()> {
                 build: BUILD,
             }
         }
-        Suite::Query { patients, seed, iterations } => {
+        Suite::Query {
+            patients,
+            seed,
+            iterations,
+        } => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let (store, source_rows, organisations) = prepared_store(&work, patients, seed, &runtime)?;
-            let steward = poplar_engine::Principal { user: "bench".into(), role: poplar_engine::Role::Steward };
+            let steward = poplar_engine::Principal {
+                user: "bench".into(),
+                role: poplar_engine::Role::Steward,
+            };
             let (open_seconds, timings) = runtime.block_on(async {
                 let started = Instant::now();
                 let catalog = poplar_engine::Catalog::open(store).await?;
@@ -239,7 +267,10 @@ fn main() -> anyhow::Result<()> {
                 }
                 Ok::<_, anyhow::Error>((open_seconds, timings))
             })?;
-            let slowest = timings.values().filter_map(|v| v["median_seconds"].as_f64()).fold(0.0, f64::max);
+            let slowest = timings
+                .values()
+                .filter_map(|v| v["median_seconds"].as_f64())
+                .fold(0.0, f64::max);
             Result {
                 suite: "query",
                 patients,

@@ -41,8 +41,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
-use crate::session::Principal;
 use crate::EngineError;
+use crate::session::Principal;
 
 /// `prev_hash` of the first entry.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -64,13 +64,22 @@ pub enum AuditRequest {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         parameters: Vec<String>,
     },
-    Measure { id: String, parameters: BTreeMap<String, String> },
-    Study { id: String, parameters: BTreeMap<String, String> },
+    Measure {
+        id: String,
+        parameters: BTreeMap<String, String>,
+    },
+    Study {
+        id: String,
+        parameters: BTreeMap<String, String>,
+    },
 }
 
 impl AuditRequest {
     pub fn sql(text: impl Into<String>) -> Self {
-        AuditRequest::Sql { text: text.into(), parameters: Vec::new() }
+        AuditRequest::Sql {
+            text: text.into(),
+            parameters: Vec::new(),
+        }
     }
 
     pub fn kind(&self) -> &'static str {
@@ -85,9 +94,14 @@ impl AuditRequest {
     fn text(&self) -> String {
         match self {
             AuditRequest::Sql { text, parameters } if parameters.is_empty() => text.clone(),
-            AuditRequest::Sql { text, parameters } => format!("{text} -- parameters {}", Value::from(parameters.clone())),
+            AuditRequest::Sql { text, parameters } => {
+                format!("{text} -- parameters {}", Value::from(parameters.clone()))
+            }
             AuditRequest::Measure { id, parameters } | AuditRequest::Study { id, parameters } => {
-                let map: serde_json::Map<String, Value> = parameters.iter().map(|(k, v)| (k.clone(), Value::from(v.clone()))).collect();
+                let map: serde_json::Map<String, Value> = parameters
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::from(v.clone())))
+                    .collect();
                 format!("{id} {}", Value::Object(map))
             }
         }
@@ -100,8 +114,13 @@ impl AuditRequest {
 pub enum Outcome {
     Answered,
     /// Refused by a rule (authentication, role, SQL policy, disclosure control).
-    Refused { rule: String, message: String },
-    Failed { message: String },
+    Refused {
+        rule: String,
+        message: String,
+    },
+    Failed {
+        message: String,
+    },
 }
 
 impl Outcome {
@@ -126,7 +145,10 @@ impl Outcome {
 /// never a value from the data, so their text is safe to log.
 impl From<&EngineError> for Outcome {
     fn from(e: &EngineError) -> Self {
-        let refused = |rule: &str| Outcome::Refused { rule: rule.to_string(), message: e.to_string() };
+        let refused = |rule: &str| Outcome::Refused {
+            rule: rule.to_string(),
+            message: e.to_string(),
+        };
         match e {
             EngineError::Unauthenticated(_) => refused("unauthenticated"),
             EngineError::PermissionDenied(_) => refused("permission_denied"),
@@ -198,7 +220,9 @@ mod rfc3339 {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
         let text = String::deserialize(d)?;
-        DateTime::parse_from_rfc3339(&text).map(|t| t.with_timezone(&Utc)).map_err(serde::de::Error::custom)
+        DateTime::parse_from_rfc3339(&text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -282,7 +306,9 @@ pub struct AuditLog {
 
 impl fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuditLog").field("dir", &self.dir).finish_non_exhaustive()
+        f.debug_struct("AuditLog")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -299,16 +325,31 @@ impl AuditLog {
         if !checked.problems.is_empty() {
             // The tail alone cannot say where the damage starts: check the whole log.
             let all = check(0, read_entries(objects.as_ref(), &dir, 0).await?, head.as_ref());
-            let problem = all.problems.first().or(checked.problems.first()).map(ToString::to_string).unwrap_or_default();
+            let problem = all
+                .problems
+                .first()
+                .or(checked.problems.first())
+                .map(ToString::to_string)
+                .unwrap_or_default();
             return Err(EngineError::Audit(format!(
                 "refusing to continue a log that fails verification at {problem} (run `poplar audit verify`)"
             )));
         }
         let tail = match checked.last {
-            Some(last) => Tail { next_seq: last.seq + 1, prev_hash: last.hash },
-            None => Tail { next_seq: 0, prev_hash: GENESIS_HASH.to_string() },
+            Some(last) => Tail {
+                next_seq: last.seq + 1,
+                prev_hash: last.hash,
+            },
+            None => Tail {
+                next_seq: 0,
+                prev_hash: GENESIS_HASH.to_string(),
+            },
         };
-        Ok(Self { objects, dir, tail: Mutex::new(tail) })
+        Ok(Self {
+            objects,
+            dir,
+            tail: Mutex::new(tail),
+        })
     }
 
     /// Appends `record` as the next entry and moves HEAD to it. If another writer took the
@@ -317,10 +358,15 @@ impl AuditLog {
         let mut tail = self.tail.lock().await;
         for _ in 0..MAX_RACES {
             let entry = seal(&record, tail.next_seq, &tail.prev_hash, Utc::now())?;
-            let bytes = serde_json::to_vec(&entry).map_err(|e| EngineError::Audit(format!("cannot encode entry: {e}")))?;
+            let bytes =
+                serde_json::to_vec(&entry).map_err(|e| EngineError::Audit(format!("cannot encode entry: {e}")))?;
             let put = self
                 .objects
-                .put_opts(&entry_path(&self.dir, entry.seq), bytes.into(), PutOptions::from(PutMode::Create))
+                .put_opts(
+                    &entry_path(&self.dir, entry.seq),
+                    bytes.into(),
+                    PutOptions::from(PutMode::Create),
+                )
                 .await;
             match put {
                 Ok(_) => {
@@ -328,7 +374,16 @@ impl AuditLog {
                     tail.prev_hash = entry.hash.clone();
                     // HEAD may lag after a failure here; verify accepts a HEAD that names
                     // an earlier entry correctly, so the entry stands.
-                    if let Err(e) = write_head(self.objects.as_ref(), &self.dir, &Head { seq: entry.seq, hash: entry.hash.clone() }).await {
+                    if let Err(e) = write_head(
+                        self.objects.as_ref(),
+                        &self.dir,
+                        &Head {
+                            seq: entry.seq,
+                            hash: entry.hash.clone(),
+                        },
+                    )
+                    .await
+                    {
                         tracing::warn!(seq = entry.seq, "audit HEAD not updated: {e}");
                     }
                     return Ok(entry);
@@ -337,7 +392,9 @@ impl AuditLog {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(EngineError::Audit(format!("gave up appending after {MAX_RACES} other writers took the next seq")))
+        Err(EngineError::Audit(format!(
+            "gave up appending after {MAX_RACES} other writers took the next seq"
+        )))
     }
 
     /// Steps the tail over entries other writers appended.
@@ -348,9 +405,15 @@ impl AuditLog {
                 Err(object_store::Error::NotFound { .. }) => return Ok(()),
                 Err(e) => return Err(e.into()),
             };
-            let checked = check_from(tail.next_seq, Some(tail.prev_hash.clone()), vec![(tail.next_seq, bytes)]);
+            let checked = check_from(
+                tail.next_seq,
+                Some(tail.prev_hash.clone()),
+                vec![(tail.next_seq, bytes)],
+            );
             if let Some(problem) = checked.problems.first() {
-                return Err(EngineError::Audit(format!("another writer's entry fails verification at {problem}")));
+                return Err(EngineError::Audit(format!(
+                    "another writer's entry fails verification at {problem}"
+                )));
             }
             if let Some(last) = checked.last {
                 tail.next_seq = last.seq + 1;
@@ -381,7 +444,11 @@ pub async fn entries(store: &Store) -> Result<Vec<AuditEntry>, EngineError> {
     let items = read_entries(objects.as_ref(), &dir, 0).await?;
     items
         .into_iter()
-        .map(|(seq, bytes)| parse(&bytes).map(|(entry, _)| entry).map_err(|e| EngineError::Audit(format!("seq {seq}: {e}"))))
+        .map(|(seq, bytes)| {
+            parse(&bytes)
+                .map(|(entry, _)| entry)
+                .map_err(|e| EngineError::Audit(format!("seq {seq}: {e}")))
+        })
         .collect()
 }
 
@@ -396,7 +463,11 @@ pub fn audit_schema() -> SchemaRef {
     let count = |name: &str| Field::new(name, DataType::UInt64, false);
     Arc::new(Schema::new(vec![
         count("seq"),
-        Field::new("at", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
+        Field::new(
+            "at",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
         text("user", false),
         text("role", false),
         text("kind", false),
@@ -413,9 +484,15 @@ pub fn audit_schema() -> SchemaRef {
 
 /// The entries as one batch of [`audit_schema`].
 pub fn to_record_batch(entries: &[AuditEntry]) -> Result<RecordBatch, EngineError> {
-    let strings = |f: &dyn Fn(&AuditEntry) -> Option<String>| -> ArrayRef { Arc::new(entries.iter().map(f).collect::<StringArray>()) };
-    let counts = |f: &dyn Fn(&AuditEntry) -> u64| -> ArrayRef { Arc::new(entries.iter().map(f).collect::<UInt64Array>()) };
-    let at: ArrayRef = Arc::new(TimestampMillisecondArray::from_iter_values(entries.iter().map(|e| e.at.timestamp_millis())).with_timezone("UTC"));
+    let strings = |f: &dyn Fn(&AuditEntry) -> Option<String>| -> ArrayRef {
+        Arc::new(entries.iter().map(f).collect::<StringArray>())
+    };
+    let counts =
+        |f: &dyn Fn(&AuditEntry) -> u64| -> ArrayRef { Arc::new(entries.iter().map(f).collect::<UInt64Array>()) };
+    let at: ArrayRef = Arc::new(
+        TimestampMillisecondArray::from_iter_values(entries.iter().map(|e| e.at.timestamp_millis()))
+            .with_timezone("UTC"),
+    );
     let columns = vec![
         counts(&|e| e.seq),
         at,
@@ -466,7 +543,9 @@ impl TableProvider for AuditTable {
         let external = |e: EngineError| DataFusionError::External(Box::new(e));
         let entries = entries(&self.store).await.map_err(external)?;
         let batch = to_record_batch(&entries).map_err(external)?;
-        MemTable::try_new(audit_schema(), vec![vec![batch]])?.scan(state, projection, filters, limit).await
+        MemTable::try_new(audit_schema(), vec![vec![batch]])?
+            .scan(state, projection, filters, limit)
+            .await
     }
 }
 
@@ -483,14 +562,20 @@ fn entry_path(dir: &ObjectPath, seq: u64) -> ObjectPath {
 
 fn seq_of(location: &ObjectPath) -> Option<u64> {
     let name = location.filename()?.strip_suffix(".json")?;
-    if name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit()) { name.parse().ok() } else { None }
+    if name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit()) {
+        name.parse().ok()
+    } else {
+        None
+    }
 }
 
 async fn read_head(objects: &dyn ObjectStore, dir: &ObjectPath) -> Result<Option<Head>, EngineError> {
     match objects.get(&dir.clone().join(HEAD)).await {
         Ok(got) => {
             let bytes = got.bytes().await?;
-            serde_json::from_slice(&bytes).map(Some).map_err(|e| EngineError::Audit(format!("{AUDIT_DIR}/{HEAD} is unreadable: {e}")))
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| EngineError::Audit(format!("{AUDIT_DIR}/{HEAD} is unreadable: {e}")))
         }
         Err(object_store::Error::NotFound { .. }) => Ok(None),
         Err(e) => Err(e.into()),
@@ -504,13 +589,21 @@ async fn write_head(objects: &dyn ObjectStore, dir: &ObjectPath, head: &Head) ->
 }
 
 /// The entries with seq `from` or later, in seq order, as stored.
-async fn read_entries(objects: &dyn ObjectStore, dir: &ObjectPath, from: u64) -> Result<Vec<(u64, Vec<u8>)>, EngineError> {
+async fn read_entries(
+    objects: &dyn ObjectStore,
+    dir: &ObjectPath,
+    from: u64,
+) -> Result<Vec<(u64, Vec<u8>)>, EngineError> {
     let listing = match from.checked_sub(1) {
         Some(before) => objects.list_with_offset(Some(dir), &entry_path(dir, before)),
         None => objects.list(Some(dir)),
     };
     let mut found: Vec<(u64, ObjectPath)> = listing
-        .try_filter_map(|meta| async move { Ok(seq_of(&meta.location).filter(|seq| *seq >= from).map(|seq| (seq, meta.location))) })
+        .try_filter_map(|meta| async move {
+            Ok(seq_of(&meta.location)
+                .filter(|seq| *seq >= from)
+                .map(|seq| (seq, meta.location)))
+        })
         .try_collect()
         .await?;
     // Listings are not ordered on every store.
@@ -536,7 +629,8 @@ fn seal(record: &AuditRecord, seq: u64, prev_hash: &str, at: DateTime<Utc>) -> R
         prev_hash: prev_hash.to_string(),
         hash: String::new(),
     };
-    let mut value = serde_json::to_value(&entry).map_err(|e| EngineError::Audit(format!("cannot encode entry: {e}")))?;
+    let mut value =
+        serde_json::to_value(&entry).map_err(|e| EngineError::Audit(format!("cannot encode entry: {e}")))?;
     if let Value::Object(map) = &mut value {
         map.remove("hash");
     }
@@ -619,7 +713,11 @@ fn check(start: u64, items: Vec<(u64, Vec<u8>)>, head: Option<&Head>) -> Checked
 /// Checks each entry's hash, its seq against its name, its link to the one before (when
 /// `prev` is known) and that seqs run on from `start` without a gap.
 fn check_from(start: u64, mut prev: Option<String>, items: Vec<(u64, Vec<u8>)>) -> Checked {
-    let mut checked = Checked { entries: Vec::new(), last: None, problems: Vec::new() };
+    let mut checked = Checked {
+        entries: Vec::new(),
+        last: None,
+        problems: Vec::new(),
+    };
     let mut expected = start;
     for (seq, bytes) in items {
         let problem = |kind, detail: String| Problem { seq, kind, detail };
@@ -645,12 +743,21 @@ fn check_from(start: u64, mut prev: Option<String>, items: Vec<(u64, Vec<u8>)>) 
             }
         };
         if entry.seq != seq {
-            checked.problems.push(problem(ProblemKind::Misplaced, format!("the object for entry {seq} holds entry {} (moved or reordered)", entry.seq)));
+            checked.problems.push(problem(
+                ProblemKind::Misplaced,
+                format!(
+                    "the object for entry {seq} holds entry {} (moved or reordered)",
+                    entry.seq
+                ),
+            ));
         }
         if entry.hash != hash {
             checked.problems.push(problem(
                 ProblemKind::Edited,
-                format!("content does not match its hash (edited after it was written): stored {}, computed {hash}", entry.hash),
+                format!(
+                    "content does not match its hash (edited after it was written): stored {}, computed {hash}",
+                    entry.hash
+                ),
             ));
         }
         if let Some(prev) = &prev
@@ -662,7 +769,10 @@ fn check_from(start: u64, mut prev: Option<String>, items: Vec<(u64, Vec<u8>)>) 
             ));
         }
         prev = Some(entry.hash.clone());
-        checked.last = Some(Head { seq, hash: entry.hash.clone() });
+        checked.last = Some(Head {
+            seq,
+            hash: entry.hash.clone(),
+        });
         checked.entries.push(entry);
     }
     checked
@@ -678,7 +788,10 @@ fn check_head(checked: &Checked, head: Option<&Head>) -> Option<Problem> {
         (None, Some(last)) => Some(Problem {
             seq: last.seq,
             kind: ProblemKind::HeadMissing,
-            detail: format!("{AUDIT_DIR}/{HEAD} is missing though the log runs to entry {} (deleted? a cut tail cannot be detected)", last.seq),
+            detail: format!(
+                "{AUDIT_DIR}/{HEAD} is missing though the log runs to entry {} (deleted? a cut tail cannot be detected)",
+                last.seq
+            ),
         }),
         (Some(head), last) if last.is_none_or(|l| l.seq < head.seq) => {
             let from = last.map_or(0, |l| l.seq + 1);
@@ -696,7 +809,10 @@ fn check_head(checked: &Checked, head: Option<&Head>) -> Option<Problem> {
             (named.hash != head.hash).then(|| Problem {
                 seq: head.seq,
                 kind: ProblemKind::HeadMismatch,
-                detail: format!("{AUDIT_DIR}/{HEAD} records hash {} for this entry, the entry has {}", head.hash, named.hash),
+                detail: format!(
+                    "{AUDIT_DIR}/{HEAD} records hash {} for this entry, the entry has {}",
+                    head.hash, named.hash
+                ),
             })
         }
     }
@@ -708,7 +824,13 @@ mod tests {
     use crate::session::Role;
 
     fn record(n: u64) -> AuditRecord {
-        let mut r = AuditRecord::new(&Principal { user: "sam".into(), role: Role::Steward }, AuditRequest::sql(format!("SELECT {n}")));
+        let mut r = AuditRecord::new(
+            &Principal {
+                user: "sam".into(),
+                role: Role::Steward,
+            },
+            AuditRequest::sql(format!("SELECT {n}")),
+        );
         r.rows = n;
         r
     }
@@ -737,17 +859,25 @@ mod tests {
         let report = verify(&store).await.expect("verify");
         assert!(report.is_ok(), "{:?}", report.problems);
         assert_eq!(report.entries_checked, 3);
-        assert_eq!(report.head, Some(Head { seq: 2, hash: third.hash }));
+        assert_eq!(
+            report.head,
+            Some(Head {
+                seq: 2,
+                hash: third.hash
+            })
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_appends_get_distinct_contiguous_seqs() {
         let (_dir, store) = temp_store();
         let log = Arc::new(AuditLog::open(&store).await.expect("open"));
-        let tasks: Vec<_> = (0..40).map(|n| {
-            let log = Arc::clone(&log);
-            tokio::spawn(async move { log.append(record(n)).await.expect("append").seq })
-        }).collect();
+        let tasks: Vec<_> = (0..40)
+            .map(|n| {
+                let log = Arc::clone(&log);
+                tokio::spawn(async move { log.append(record(n)).await.expect("append").seq })
+            })
+            .collect();
         let mut seqs = Vec::new();
         for task in tasks {
             seqs.push(task.await.expect("join"));
@@ -784,9 +914,14 @@ mod tests {
     fn the_hash_matches_python_json_dumps_sort_keys() {
         let mut r = record(7);
         r.request = AuditRequest::sql("SELECT 'é'\n7");
-        let at = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.678Z").expect("time").with_timezone(&Utc);
+        let at = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.678Z")
+            .expect("time")
+            .with_timezone(&Utc);
         let entry = seal(&r, 0, GENESIS_HASH, at).expect("seal");
-        assert_eq!(entry.hash, "5ee00887f7cdfc172195e128cd24fa9f1e430f7365febfbf14d1ab53420eab10");
+        assert_eq!(
+            entry.hash,
+            "5ee00887f7cdfc172195e128cd24fa9f1e430f7365febfbf14d1ab53420eab10"
+        );
         let stored = serde_json::to_vec(&entry).expect("encode");
         let (read, recomputed) = parse(&stored).expect("parse");
         assert_eq!((read, recomputed), (entry.clone(), entry.hash));

@@ -12,8 +12,8 @@ use std::path::Path;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-use crate::session::{Principal, Role};
 use crate::EngineError;
+use crate::session::{Principal, Role};
 
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 const TOKEN_PREFIX: &str = "ppl_";
@@ -48,7 +48,10 @@ pub fn new_token() -> String {
 
 impl UsersFile {
     pub fn read(path: &Path) -> Result<Self, EngineError> {
-        let bad = |reason: String| EngineError::Users { path: path.display().to_string(), reason };
+        let bad = |reason: String| EngineError::Users {
+            path: path.display().to_string(),
+            reason,
+        };
         if !path.exists() {
             return Ok(Self::default());
         }
@@ -64,7 +67,10 @@ impl UsersFile {
 
     /// Add a user and write the file; returns the new token (shown once, never stored).
     pub fn add(path: &Path, name: &str, role: Role) -> Result<String, EngineError> {
-        let bad = |reason: String| EngineError::Users { path: path.display().to_string(), reason };
+        let bad = |reason: String| EngineError::Users {
+            path: path.display().to_string(),
+            reason,
+        };
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c)) {
             return Err(bad("user names are letters, digits and . _ - @".into()));
         }
@@ -73,7 +79,11 @@ impl UsersFile {
             return Err(bad(format!("user {name} already exists")));
         }
         let token = new_token();
-        file.users.push(UserEntry { name: name.to_string(), role, token_sha256: hash(&token) });
+        file.users.push(UserEntry {
+            name: name.to_string(),
+            role,
+            token_sha256: hash(&token),
+        });
         let text = toml::to_string_pretty(&file).map_err(|e| bad(e.to_string()))?;
         // Write beside and rename, so a crash never leaves a half-written users file.
         let tmp = path.with_extension("toml.tmp");
@@ -98,7 +108,10 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(users: UsersFile) -> Self {
-        Self { users: users.users, sessions: RwLock::new(HashMap::new()) }
+        Self {
+            users: users.users,
+            sessions: RwLock::new(HashMap::new()),
+        }
     }
 
     fn by_token(&self, token: &str) -> Option<Principal> {
@@ -106,7 +119,10 @@ impl Authenticator {
         self.users
             .iter()
             .find(|u| same(&u.token_sha256, &h))
-            .map(|u| Principal { user: u.name.clone(), role: u.role })
+            .map(|u| Principal {
+                user: u.name.clone(),
+                role: u.role,
+            })
     }
 
     /// Basic sign-in: the user's token as password. Returns a new session token.

@@ -94,7 +94,12 @@ fn scan_config() -> DeltaScanConfig {
     config
 }
 
-async fn provider(store: &Store, snapshot: Option<&Snapshot>, table: Table, ctx: &SessionContext) -> Result<Arc<dyn TableProvider>, EngineError> {
+async fn provider(
+    store: &Store,
+    snapshot: Option<&Snapshot>,
+    table: Table,
+    ctx: &SessionContext,
+) -> Result<Arc<dyn TableProvider>, EngineError> {
     if let Some(snapshot) = snapshot
         && let Some(opened) = snapshot.open(store, table).await?
     {
@@ -123,7 +128,11 @@ async fn reference_date(ctx: &SessionContext) -> Result<Option<NaiveDate>, Engin
         .collect()
         .await?;
     let values = landing::string_values(&batches, 0)?;
-    Ok(values.into_iter().flatten().next().and_then(|s| NaiveDate::parse_from_str(&s, "%Y-%m-%d").ok()))
+    Ok(values
+        .into_iter()
+        .flatten()
+        .next()
+        .and_then(|s| NaiveDate::parse_from_str(&s, "%Y-%m-%d").ok()))
 }
 
 /// Build the context for one snapshot.
@@ -169,14 +178,21 @@ pub async fn load_snapshot(store: &Store, snapshot: Option<Snapshot>) -> Result<
     }
     // `registers_on(date)` and `population_on(date)`: the same questions as of any date.
     crate::reference_date::register(&ctx).await?;
-    Ok(Loaded { snapshot, reference_date: reference, context: ctx })
+    Ok(Loaded {
+        snapshot,
+        reference_date: reference,
+        context: ctx,
+    })
 }
 
 impl Catalog {
     pub async fn open(store: Store) -> Result<Self, EngineError> {
         let snapshot = landing::latest_snapshot(&store).await?;
         let loaded = load_snapshot(&store, snapshot).await?;
-        Ok(Self { store, current: RwLock::new(Arc::new(loaded)) })
+        Ok(Self {
+            store,
+            current: RwLock::new(Arc::new(loaded)),
+        })
     }
 
     /// The context queries should use now.

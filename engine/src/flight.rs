@@ -7,11 +7,13 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::Schema;
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
-use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
-use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder};
+use arrow_flight::sql::metadata::{
+    SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder,
+};
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult,
@@ -19,7 +21,10 @@ use arrow_flight::sql::{
     CommandGetXdbcTypeInfo, CommandPreparedStatementQuery, CommandStatementQuery, DoPutPreparedStatementResult,
     Nullable, ProstMessageExt, Searchable, SqlInfo, TicketStatementQuery, XdbcDataType,
 };
-use arrow_flight::{Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket};
+use arrow_flight::{
+    Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc,
+    Ticket,
+};
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use deltalake::datafusion::physical_plan::ExecutionPlan;
@@ -30,17 +35,19 @@ use std::pin::Pin;
 use std::sync::Arc;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::EngineError;
+use crate::audit::{AuditLog, AuditRecord, AuditRequest, Outcome};
 use crate::auth::Authenticator;
 use crate::catalog::{CATALOG, Catalog, SCHEMA};
-use crate::audit::{AuditLog, AuditRecord, AuditRequest, Outcome};
 use crate::session::{Disclosure, Principal, QuerySession, Role};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
-use crate::EngineError;
 
 /// Go clients (ADBC) send unpadded base64 in Basic auth; accept both forms.
-const BASE64: GeneralPurpose =
-    GeneralPurpose::new(&base64::alphabet::STANDARD, GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent));
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 
 use crate::disclosure::rewrite::STEWARD_ONLY;
 
@@ -93,7 +100,12 @@ fn xdbc(name: &str, data_type: XdbcDataType, prefix: Option<&str>) -> XdbcTypeIn
 }
 
 impl PoplarFlightSql {
-    pub fn new(catalog: Arc<Catalog>, auth: Arc<Authenticator>, disclosure: Option<Arc<Disclosure>>, audit: Arc<AuditLog>) -> Result<Self, EngineError> {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        auth: Arc<Authenticator>,
+        disclosure: Option<Arc<Disclosure>>,
+        audit: Arc<AuditLog>,
+    ) -> Result<Self, EngineError> {
         let mut info = SqlInfoDataBuilder::new();
         info.append(SqlInfo::FlightSqlServerName, "Poplar");
         info.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
@@ -117,7 +129,14 @@ impl PoplarFlightSql {
             types.append(t);
         }
         let xdbc_info = types.build().map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
-        Ok(Self { catalog, auth, disclosure, audit, sql_info, xdbc_info })
+        Ok(Self {
+            catalog,
+            auth,
+            disclosure,
+            audit,
+            sql_info,
+            xdbc_info,
+        })
     }
 
     fn principal<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
@@ -125,7 +144,9 @@ impl PoplarFlightSql {
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| Status::unauthenticated("no authorization header: sign in (Basic) or send Bearer <token>"))?;
+            .ok_or_else(|| {
+                Status::unauthenticated("no authorization header: sign in (Basic) or send Bearer <token>")
+            })?;
         let token = header
             .strip_prefix("Bearer ")
             .ok_or_else(|| Status::unauthenticated("expected authorization: Bearer <token>"))?;
@@ -138,12 +159,17 @@ impl PoplarFlightSql {
         QuerySession::new(&self.catalog.current(), principal, self.disclosure.as_deref())
     }
 
-    async fn physical(&self, principal: &Principal, handle: &StatementHandle) -> Result<(Arc<dyn ExecutionPlan>, QuerySession, String), EngineError> {
+    async fn physical(
+        &self,
+        principal: &Principal,
+        handle: &StatementHandle,
+    ) -> Result<(Arc<dyn ExecutionPlan>, QuerySession, String), EngineError> {
         let session = self.session(principal)?;
         let mut plan = session.plan(&handle.sql).await?;
         let plan_hash = crate::audit::plan_hash(&plan);
         if !handle.params.is_empty() {
-            let params = decode_params(&handle.params).map_err(|s| EngineError::InvalidRequest(s.message().to_string()))?;
+            let params =
+                decode_params(&handle.params).map_err(|s| EngineError::InvalidRequest(s.message().to_string()))?;
             plan = plan.with_param_values(params)?;
         }
         let df = session.execute(plan).await?;
@@ -156,13 +182,27 @@ impl PoplarFlightSql {
         let parameters = if handle.params.is_empty() {
             Vec::new()
         } else {
-            decode_params(&handle.params).map(|p| p.iter().map(ToString::to_string).collect()).unwrap_or_default()
+            decode_params(&handle.params)
+                .map(|p| p.iter().map(ToString::to_string).collect())
+                .unwrap_or_default()
         };
-        AuditRecord::new(principal, AuditRequest::Sql { text: handle.sql.clone(), parameters })
+        AuditRecord::new(
+            principal,
+            AuditRequest::Sql {
+                text: handle.sql.clone(),
+                parameters,
+            },
+        )
     }
 
     /// Log a request that ended before any answer (refused or failed while planning).
-    async fn audit_failure(&self, principal: &Principal, handle: &StatementHandle, started: Instant, error: EngineError) -> Status {
+    async fn audit_failure(
+        &self,
+        principal: &Principal,
+        handle: &StatementHandle,
+        started: Instant,
+        error: EngineError,
+    ) -> Status {
         let mut record = Self::record(principal, handle);
         record.outcome = Outcome::from(&error);
         record.duration_ms = started.elapsed().as_millis() as u64;
@@ -174,7 +214,11 @@ impl PoplarFlightSql {
     }
 
     /// The schema a statement will answer with (planned under the caller's role).
-    async fn schema_of(&self, principal: &Principal, handle: &StatementHandle) -> Result<arrow::datatypes::SchemaRef, Status> {
+    async fn schema_of(
+        &self,
+        principal: &Principal,
+        handle: &StatementHandle,
+    ) -> Result<arrow::datatypes::SchemaRef, Status> {
         let started = Instant::now();
         match self.physical(principal, handle).await {
             Ok((physical, _, _)) => Ok(physical.schema()),
@@ -228,20 +272,28 @@ impl PoplarFlightSql {
             record.cells_suppressed = stats.cells_suppressed.load(Ordering::Relaxed);
             record.duration_ms = started.elapsed().as_millis() as u64;
             if failed.load(Ordering::Relaxed) {
-                record.outcome = Outcome::Failed { message: "failed while streaming the answer".into() };
+                record.outcome = Outcome::Failed {
+                    message: "failed while streaming the answer".into(),
+                };
             }
             match audit.append(record).await {
                 Ok(_) => None,
                 Err(e) => {
                     tracing::error!(error = %e, "could not append to the audit log");
-                    Some(Err(deltalake::datafusion::error::DataFusionError::Execution("the audit log could not be written".into())))
+                    Some(Err(deltalake::datafusion::error::DataFusionError::Execution(
+                        "the audit log could not be written".into(),
+                    )))
                 }
             }
         })
         .filter_map(|item| async move { item });
         let encoded = FlightDataEncoderBuilder::new()
             .with_schema(schema)
-            .build(counted.chain(logged).map_err(|e| FlightError::ExternalError(Box::new(e))))
+            .build(
+                counted
+                    .chain(logged)
+                    .map_err(|e| FlightError::ExternalError(Box::new(e))),
+            )
             .map_err(Status::from);
         tracing::info!(user = %principal.user, role = principal.role.as_str(), "query answered");
         Ok(Response::new(Box::pin(encoded)))
@@ -256,7 +308,10 @@ impl PoplarFlightSql {
         Ok(Response::new(info))
     }
 
-    fn batch_stream(schema: arrow::datatypes::SchemaRef, batch: Result<RecordBatch, FlightError>) -> Response<DoGetStream> {
+    fn batch_stream(
+        schema: arrow::datatypes::SchemaRef,
+        batch: Result<RecordBatch, FlightError>,
+    ) -> Response<DoGetStream> {
         let stream = FlightDataEncoderBuilder::new()
             .with_schema(schema)
             .build(futures::stream::once(async { batch }))
@@ -271,7 +326,8 @@ fn decode_handle(bytes: &[u8]) -> Result<StatementHandle, Status> {
 
 /// The first row of a parameter batch, as positional values for `$1`, `$2`, ….
 fn decode_params(ipc: &[u8]) -> Result<Vec<ScalarValue>, Status> {
-    let reader = StreamReader::try_new(std::io::Cursor::new(ipc), None).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let reader =
+        StreamReader::try_new(std::io::Cursor::new(ipc), None).map_err(|e| Status::invalid_argument(e.to_string()))?;
     for batch in reader {
         let batch = batch.map_err(|e| Status::invalid_argument(e.to_string()))?;
         if batch.num_rows() == 0 {
@@ -290,10 +346,13 @@ fn decode_params(ipc: &[u8]) -> Result<Vec<ScalarValue>, Status> {
 }
 
 fn encode_params(batches: &[RecordBatch]) -> Result<Vec<u8>, Status> {
-    let Some(first) = batches.first() else { return Ok(Vec::new()) };
+    let Some(first) = batches.first() else {
+        return Ok(Vec::new());
+    };
     let mut out = Vec::new();
     {
-        let mut writer = StreamWriter::try_new(&mut out, &first.schema()).map_err(|e| Status::internal(e.to_string()))?;
+        let mut writer =
+            StreamWriter::try_new(&mut out, &first.schema()).map_err(|e| Status::internal(e.to_string()))?;
         for b in batches {
             writer.write(b).map_err(|e| Status::internal(e.to_string()))?;
         }
@@ -315,31 +374,57 @@ impl FlightSqlService for PoplarFlightSql {
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| Status::unauthenticated("sign in with Basic auth: user name, and your token as password"))?;
-        let encoded = header.strip_prefix("Basic ").ok_or_else(|| Status::unauthenticated("expected Basic auth"))?;
-        let decoded = BASE64.decode(encoded.trim()).map_err(|_| Status::unauthenticated("Basic credentials are not base64"))?;
-        let decoded = String::from_utf8(decoded).map_err(|_| Status::unauthenticated("Basic credentials are not UTF-8"))?;
-        let (user, token) = decoded.split_once(':').ok_or_else(|| Status::unauthenticated("expected user:token"))?;
+        let encoded = header
+            .strip_prefix("Basic ")
+            .ok_or_else(|| Status::unauthenticated("expected Basic auth"))?;
+        let decoded = BASE64
+            .decode(encoded.trim())
+            .map_err(|_| Status::unauthenticated("Basic credentials are not base64"))?;
+        let decoded =
+            String::from_utf8(decoded).map_err(|_| Status::unauthenticated("Basic credentials are not UTF-8"))?;
+        let (user, token) = decoded
+            .split_once(':')
+            .ok_or_else(|| Status::unauthenticated("expected user:token"))?;
         let (principal, session) = self.auth.sign_in(user, token)?;
         tracing::info!(user = %principal.user, role = principal.role.as_str(), "signed in");
         let bearer = format!("Bearer {session}");
-        let output = futures::stream::iter([Ok(HandshakeResponse { protocol_version: 0, payload: session.into_bytes().into() })]);
+        let output = futures::stream::iter([Ok(HandshakeResponse {
+            protocol_version: 0,
+            payload: session.into_bytes().into(),
+        })]);
         let mut response: Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>> =
             Response::new(Box::pin(output));
-        response
-            .metadata_mut()
-            .insert("authorization", bearer.parse().map_err(|_| Status::internal("session token is not a header value"))?);
+        response.metadata_mut().insert(
+            "authorization",
+            bearer
+                .parse()
+                .map_err(|_| Status::internal("session token is not a header value"))?,
+        );
         Ok(response)
     }
 
-    async fn get_flight_info_statement(&self, query: CommandStatementQuery, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         let principal = self.principal(&request)?;
-        let handle = StatementHandle { sql: query.query, params: Vec::new() };
+        let handle = StatementHandle {
+            sql: query.query,
+            params: Vec::new(),
+        };
         let schema = self.schema_of(&principal, &handle).await?;
-        let ticket = TicketStatementQuery { statement_handle: handle.encode_to_vec().into() };
+        let ticket = TicketStatementQuery {
+            statement_handle: handle.encode_to_vec().into(),
+        };
         Self::info(&schema, ticket.as_any().encode_to_vec(), request.into_inner())
     }
 
-    async fn do_get_statement(&self, ticket: TicketStatementQuery, request: Request<Ticket>) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let principal = self.principal(&request)?;
         self.stream(&principal, &decode_handle(&ticket.statement_handle)?).await
     }
@@ -352,7 +437,10 @@ impl FlightSqlService for PoplarFlightSql {
         let principal = self.principal(&request)?;
         // Plan now so a refused or broken statement fails at prepare time.
         let started = Instant::now();
-        let handle = StatementHandle { sql: query.query.clone(), params: Vec::new() };
+        let handle = StatementHandle {
+            sql: query.query.clone(),
+            params: Vec::new(),
+        };
         let plan = match self.session(&principal) {
             Ok(session) => session.plan(&query.query).await,
             Err(e) => Err(e),
@@ -365,7 +453,10 @@ impl FlightSqlService for PoplarFlightSql {
         let IpcMessage(dataset_schema) = SchemaAsIpc::new(&schema, &IpcWriteOptions::default())
             .try_into()
             .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
-        let handle = StatementHandle { sql: query.query, params: Vec::new() };
+        let handle = StatementHandle {
+            sql: query.query,
+            params: Vec::new(),
+        };
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: handle.encode_to_vec().into(),
             dataset_schema,
@@ -380,11 +471,14 @@ impl FlightSqlService for PoplarFlightSql {
     ) -> Result<DoPutPreparedStatementResult, Status> {
         self.principal(&request)?;
         let mut handle = decode_handle(&query.prepared_statement_handle)?;
-        let batches: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(request.into_inner().map_err(FlightError::from))
-            .try_collect()
-            .await?;
+        let batches: Vec<RecordBatch> =
+            FlightRecordBatchStream::new_from_flight_data(request.into_inner().map_err(FlightError::from))
+                .try_collect()
+                .await?;
         handle.params = encode_params(&batches)?;
-        Ok(DoPutPreparedStatementResult { prepared_statement_handle: Some(handle.encode_to_vec().into()) })
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(handle.encode_to_vec().into()),
+        })
     }
 
     async fn get_flight_info_prepared_statement(
@@ -404,66 +498,105 @@ impl FlightSqlService for PoplarFlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let principal = self.principal(&request)?;
-        self.stream(&principal, &decode_handle(&query.prepared_statement_handle)?).await
+        self.stream(&principal, &decode_handle(&query.prepared_statement_handle)?)
+            .await
     }
 
-    async fn do_action_close_prepared_statement(&self, _query: ActionClosePreparedStatementRequest, request: Request<Action>) -> Result<(), Status> {
+    async fn do_action_close_prepared_statement(
+        &self,
+        _query: ActionClosePreparedStatementRequest,
+        request: Request<Action>,
+    ) -> Result<(), Status> {
         // Handles are stateless: nothing to free, but the caller must still be signed in.
         self.principal(&request)?;
         Ok(())
     }
 
-    async fn get_flight_info_catalogs(&self, query: CommandGetCatalogs, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         self.principal(&request)?;
         let schema = query.clone().into_builder().schema();
         Self::info(&schema, query.as_any().encode_to_vec(), request.into_inner())
     }
 
-    async fn do_get_catalogs(&self, query: CommandGetCatalogs, request: Request<Ticket>) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         self.principal(&request)?;
         let mut builder = query.into_builder();
         builder.append(CATALOG);
         Ok(Self::batch_stream(builder.schema(), builder.build()))
     }
 
-    async fn get_flight_info_schemas(&self, query: CommandGetDbSchemas, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         self.principal(&request)?;
         let schema = query.clone().into_builder().schema();
         Self::info(&schema, query.as_any().encode_to_vec(), request.into_inner())
     }
 
-    async fn do_get_schemas(&self, query: CommandGetDbSchemas, request: Request<Ticket>) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         self.principal(&request)?;
         let mut builder = query.into_builder();
         builder.append(CATALOG, SCHEMA);
         Ok(Self::batch_stream(builder.schema(), builder.build()))
     }
 
-    async fn get_flight_info_tables(&self, query: CommandGetTables, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         self.principal(&request)?;
         let schema = query.clone().into_builder().schema();
         Self::info(&schema, query.as_any().encode_to_vec(), request.into_inner())
     }
 
-    async fn do_get_tables(&self, query: CommandGetTables, request: Request<Ticket>) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let principal = self.principal(&request)?;
         let mut builder = query.into_builder();
         for (name, kind, schema) in self.catalog.current().tables().await? {
             if principal.role != Role::Steward && STEWARD_ONLY.contains(&name.as_str()) {
                 continue;
             }
-            builder.append(CATALOG, SCHEMA, &name, kind, &schema).map_err(|e| Status::internal(e.to_string()))?;
+            builder
+                .append(CATALOG, SCHEMA, &name, kind, &schema)
+                .map_err(|e| Status::internal(e.to_string()))?;
         }
         Ok(Self::batch_stream(builder.schema(), builder.build()))
     }
 
-    async fn get_flight_info_table_types(&self, query: CommandGetTableTypes, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         self.principal(&request)?;
         let schema = query.clone().into_builder().schema();
         Self::info(&schema, query.as_any().encode_to_vec(), request.into_inner())
     }
 
-    async fn do_get_table_types(&self, query: CommandGetTableTypes, request: Request<Ticket>) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         self.principal(&request)?;
         let mut builder = query.into_builder();
         builder.append("TABLE");
@@ -471,25 +604,41 @@ impl FlightSqlService for PoplarFlightSql {
         Ok(Self::batch_stream(builder.schema(), builder.build()))
     }
 
-    async fn get_flight_info_sql_info(&self, query: CommandGetSqlInfo, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         self.principal(&request)?;
         let schema = query.clone().into_builder(&self.sql_info).schema();
         Self::info(&schema, query.as_any().encode_to_vec(), request.into_inner())
     }
 
-    async fn do_get_sql_info(&self, query: CommandGetSqlInfo, request: Request<Ticket>) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         self.principal(&request)?;
         let builder = query.into_builder(&self.sql_info);
         Ok(Self::batch_stream(builder.schema(), builder.build()))
     }
 
-    async fn get_flight_info_xdbc_type_info(&self, query: CommandGetXdbcTypeInfo, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         self.principal(&request)?;
         let schema = query.clone().into_builder(&self.xdbc_info).schema();
         Self::info(&schema, query.as_any().encode_to_vec(), request.into_inner())
     }
 
-    async fn do_get_xdbc_type_info(&self, query: CommandGetXdbcTypeInfo, request: Request<Ticket>) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+    async fn do_get_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         self.principal(&request)?;
         let builder = query.into_builder(&self.xdbc_info);
         Ok(Self::batch_stream(builder.schema(), builder.build()))
@@ -497,4 +646,3 @@ impl FlightSqlService for PoplarFlightSql {
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
 }
-

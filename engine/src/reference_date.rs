@@ -43,7 +43,11 @@ impl Question {
         let on = format!("DATE '{}'", on.format("%Y-%m-%d"));
         match self {
             Question::Registers => {
-                format!("WITH _latest_codes AS ({}) {}", latest_codes_sql(&on), membership_sql("_latest_codes", &on))
+                format!(
+                    "WITH _latest_codes AS ({}) {}",
+                    latest_codes_sql(&on),
+                    membership_sql("_latest_codes", &on)
+                )
             }
             Question::Population => registered_population_sql(&on),
         }
@@ -57,7 +61,14 @@ pub async fn register(ctx: &SessionContext) -> Result<(), EngineError> {
     for question in [Question::Registers, Question::Population] {
         let probe = state.create_logical_plan(&question.sql(NaiveDate::MIN)).await?;
         let schema = Arc::new(probe.schema().as_arrow().clone());
-        ctx.register_udtf(question.function_name(), Arc::new(OnDate { question, state: state.clone(), schema }));
+        ctx.register_udtf(
+            question.function_name(),
+            Arc::new(OnDate {
+                question,
+                state: state.clone(),
+                schema,
+            }),
+        );
     }
     Ok(())
 }
@@ -79,9 +90,10 @@ impl OnDate {
         };
         let parsed = match arg {
             Expr::Literal(ScalarValue::Date32(Some(days)), _) => date_from_days(*days),
-            Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)), _) => {
-                NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
-            }
+            Expr::Literal(
+                ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)),
+                _,
+            ) => NaiveDate::parse_from_str(s, "%Y-%m-%d").ok(),
             _ => None,
         };
         match parsed {
@@ -94,7 +106,11 @@ impl OnDate {
 impl TableFunctionImpl for OnDate {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
         let on = self.date_argument(args.exprs())?;
-        Ok(Arc::new(AsOf { sql: self.question.sql(on), state: self.state.clone(), schema: self.schema.clone() }))
+        Ok(Arc::new(AsOf {
+            sql: self.question.sql(on),
+            state: self.state.clone(),
+            schema: self.schema.clone(),
+        }))
     }
 }
 

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
+use crate::EngineError;
+use crate::audit::AuditLog;
 use crate::auth::{Authenticator, UsersFile};
 use crate::catalog::Catalog;
 use crate::flight::PoplarFlightSql;
-use crate::audit::AuditLog;
 use crate::session::Disclosure;
-use crate::EngineError;
 
 pub struct ServeOptions {
     pub store: poplar_loaders::Store,
@@ -47,7 +47,10 @@ impl Running {
             Ok(Ok(Err(e))) => Err(EngineError::InvalidRequest(format!("server error: {e}"))),
             Ok(Err(e)) => Err(EngineError::InvalidRequest(format!("server task failed: {e}"))),
             Err(_) => {
-                tracing::warn!(seconds = self.drain.as_secs(), "queries still running after the drain time; stopping anyway");
+                tracing::warn!(
+                    seconds = self.drain.as_secs(),
+                    "queries still running after the drain time; stopping anyway"
+                );
                 Ok(())
             }
         }
@@ -74,11 +77,14 @@ pub async fn start(options: ServeOptions) -> Result<Running, EngineError> {
     let listener = tokio::net::TcpListener::bind(options.addr)
         .await
         .map_err(|e| EngineError::InvalidRequest(format!("cannot listen on {}: {e}", options.addr)))?;
-    let addr = listener.local_addr().map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut builder = Server::builder();
     if let Some((cert, key)) = &options.tls {
-        let read = |p: &PathBuf| std::fs::read(p).map_err(|e| EngineError::InvalidRequest(format!("{}: {e}", p.display())));
+        let read =
+            |p: &PathBuf| std::fs::read(p).map_err(|e| EngineError::InvalidRequest(format!("{}: {e}", p.display())));
         let identity = Identity::from_pem(read(cert)?, read(key)?);
         // Several crypto back-ends are linked; tonic's rustls needs one chosen for the process.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -92,7 +98,13 @@ pub async fn start(options: ServeOptions) -> Result<Running, EngineError> {
         let _ = signal.wait_for(|stop| *stop).await;
     }));
     tracing::info!(%addr, tls = options.tls.is_some(), "serving Arrow Flight SQL");
-    Ok(Running { addr, shutdown, task, refresher, drain: options.drain })
+    Ok(Running {
+        addr,
+        shutdown,
+        task,
+        refresher,
+        drain: options.drain,
+    })
 }
 
 /// Re-read today's answers per user from the audit log, so a restart does not reset the

@@ -4,16 +4,16 @@
 use arrow::array::RecordBatch;
 use deltalake::datafusion::dataframe::DataFrame;
 use deltalake::datafusion::execution::SessionStateBuilder;
-use deltalake::datafusion::execution::session_state::SessionState;
 use deltalake::datafusion::execution::context::SQLOptions;
+use deltalake::datafusion::execution::session_state::SessionState;
 use deltalake::datafusion::logical_expr::LogicalPlan;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
+use crate::EngineError;
 use crate::catalog::Loaded;
 use crate::disclosure::budget::Budget;
 use crate::disclosure::{DisclosureControl, Policy, PoplarQueryPlanner, ReleaseStats};
-use crate::EngineError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -43,7 +43,9 @@ impl std::str::FromStr for Role {
             "analyst" => Ok(Role::Analyst),
             "researcher" => Ok(Role::Researcher),
             "steward" => Ok(Role::Steward),
-            other => Err(format!("unknown role {other:?} (commissioner, analyst, researcher, steward)")),
+            other => Err(format!(
+                "unknown role {other:?} (commissioner, analyst, researcher, steward)"
+            )),
         }
     }
 }
@@ -74,7 +76,10 @@ pub struct Disclosure {
 
 impl Disclosure {
     pub fn new(policy: Policy) -> Self {
-        Self { policy: Arc::new(policy), budget: Budget::default() }
+        Self {
+            policy: Arc::new(policy),
+            budget: Budget::default(),
+        }
     }
 }
 
@@ -95,7 +100,11 @@ impl QuerySession {
         let stats = Arc::new(ReleaseStats::default());
         let state = loaded.context.state();
         if principal.role == Role::Steward {
-            return Ok(Self { state, principal: principal.clone(), stats });
+            return Ok(Self {
+                state,
+                principal: principal.clone(),
+                stats,
+            });
         }
         let Some(disclosure) = disclosure else {
             return Err(EngineError::PermissionDenied(format!(
@@ -112,7 +121,11 @@ impl QuerySession {
             .with_analyzer_rule(Arc::new(rule))
             .with_query_planner(Arc::new(PoplarQueryPlanner))
             .build();
-        Ok(Self { state, principal: principal.clone(), stats })
+        Ok(Self {
+            state,
+            principal: principal.clone(),
+            stats,
+        })
     }
 
     /// Plan the caller's SQL under their role's policy: one read-only query, checked by
@@ -135,7 +148,10 @@ impl QuerySession {
     /// The plan after DataFusion's analyzer and, for non-stewards, disclosure control:
     /// what will actually run (before optimisation).
     pub fn analyzed(&self, plan: &LogicalPlan) -> Result<LogicalPlan, EngineError> {
-        Ok(self.state.analyzer().execute_and_check(plan.clone(), self.state.config_options(), |_, _| {})?)
+        Ok(self
+            .state
+            .analyzer()
+            .execute_and_check(plan.clone(), self.state.config_options(), |_, _| {})?)
     }
 
     /// Run a planned query (a steward's `SET` changes only this request's copy).

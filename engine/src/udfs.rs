@@ -5,7 +5,9 @@ use arrow::array::{Array, ArrayRef, AsArray, Int32Array, StringArray};
 use arrow::datatypes::{DataType, Date32Type, Int32Type};
 use chrono::{Datelike, NaiveDate};
 use deltalake::datafusion::common::{Result, plan_err};
-use deltalake::datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
+use deltalake::datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
 use std::sync::Arc;
 
 /// A Date32 value (days since 1970-01-01) as a date.
@@ -68,11 +70,19 @@ impl ScalarUDFImpl for AgeOn {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let n = args.number_rows;
-        let [birth, on] = args.args.as_slice() else { return plan_err!("age_on(birth_month, date) takes two dates") };
+        let [birth, on] = args.args.as_slice() else {
+            return plan_err!("age_on(birth_month, date) takes two dates");
+        };
         let (birth, on) = (birth.to_array(n)?, on.to_array(n)?);
         let (birth, on) = (birth.as_primitive::<Date32Type>(), on.as_primitive::<Date32Type>());
         let out: Int32Array = (0..n)
-            .map(|i| if birth.is_null(i) || on.is_null(i) { None } else { age_on(birth.value(i), on.value(i)) })
+            .map(|i| {
+                if birth.is_null(i) || on.is_null(i) {
+                    None
+                } else {
+                    age_on(birth.value(i), on.value(i))
+                }
+            })
             .collect();
         Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
     }
@@ -96,12 +106,22 @@ impl ScalarUDFImpl for Band {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let n = args.number_rows;
-        let [age] = args.args.as_slice() else { return plan_err!("{}(age) takes one integer", self.name) };
+        let [age] = args.args.as_slice() else {
+            return plan_err!("{}(age) takes one integer", self.name);
+        };
         let age = arrow::compute::cast(&age.to_array(n)?, &DataType::Int32)?;
         let age = age.as_primitive::<Int32Type>();
         let five = self.name == "age_band_5";
         let out: StringArray = (0..n)
-            .map(|i| (!age.is_null(i)).then(|| if five { five_year_band(age.value(i)) } else { nhs_band(age.value(i)).to_string() }))
+            .map(|i| {
+                (!age.is_null(i)).then(|| {
+                    if five {
+                        five_year_band(age.value(i))
+                    } else {
+                        nhs_band(age.value(i)).to_string()
+                    }
+                })
+            })
             .collect();
         Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
     }
@@ -122,10 +142,14 @@ impl ScalarUDFImpl for FinancialYear {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let n = args.number_rows;
-        let [d] = args.args.as_slice() else { return plan_err!("financial_year(date) takes one date") };
+        let [d] = args.args.as_slice() else {
+            return plan_err!("financial_year(date) takes one date");
+        };
         let d = d.to_array(n)?;
         let d = d.as_primitive::<Date32Type>();
-        let out: StringArray = (0..n).map(|i| if d.is_null(i) { None } else { financial_year(d.value(i)) }).collect();
+        let out: StringArray = (0..n)
+            .map(|i| if d.is_null(i) { None } else { financial_year(d.value(i)) })
+            .collect();
         Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
     }
 }
@@ -134,10 +158,22 @@ impl ScalarUDFImpl for FinancialYear {
 pub fn all() -> Vec<ScalarUDF> {
     let int = || Signature::uniform(1, vec![DataType::Int32, DataType::Int64], Volatility::Immutable);
     vec![
-        ScalarUDF::new_from_impl(AgeOn(Signature::exact(vec![DataType::Date32, DataType::Date32], Volatility::Immutable))),
-        ScalarUDF::new_from_impl(Band { name: "age_band_5", signature: int() }),
-        ScalarUDF::new_from_impl(Band { name: "nhs_age_band", signature: int() }),
-        ScalarUDF::new_from_impl(FinancialYear(Signature::exact(vec![DataType::Date32], Volatility::Immutable))),
+        ScalarUDF::new_from_impl(AgeOn(Signature::exact(
+            vec![DataType::Date32, DataType::Date32],
+            Volatility::Immutable,
+        ))),
+        ScalarUDF::new_from_impl(Band {
+            name: "age_band_5",
+            signature: int(),
+        }),
+        ScalarUDF::new_from_impl(Band {
+            name: "nhs_age_band",
+            signature: int(),
+        }),
+        ScalarUDF::new_from_impl(FinancialYear(Signature::exact(
+            vec![DataType::Date32],
+            Volatility::Immutable,
+        ))),
     ]
 }
 

@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
+use crate::LoaderError;
 use crate::quarantine::{Quarantined, Reason};
 use crate::registry::FeedFormat;
-use crate::LoaderError;
 
 pub const MANIFEST: &str = "manifest.toml";
 
@@ -168,9 +168,17 @@ impl Delivery {
         let path = self.dir.join(&declared.name);
         let bytes = std::fs::read(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                Quarantined::file(&declared.name, Reason::MissingFile, "declared in the manifest but absent")
+                Quarantined::file(
+                    &declared.name,
+                    Reason::MissingFile,
+                    "declared in the manifest but absent",
+                )
             } else {
-                Quarantined::file(&declared.name, Reason::UnreadableFile, format!("cannot read: {}", e.kind()))
+                Quarantined::file(
+                    &declared.name,
+                    Reason::UnreadableFile,
+                    format!("cannot read: {}", e.kind()),
+                )
             }
         })?;
         if (bytes.len() as u64) < declared.bytes {
@@ -211,7 +219,10 @@ fn sorted_dirs(dir: &Path) -> Result<Vec<PathBuf>, LoaderError> {
     for entry in std::fs::read_dir(dir).map_err(|e| LoaderError::io(dir, e))? {
         let entry = entry.map_err(|e| LoaderError::io(dir, e))?;
         let name = entry.file_name();
-        if entry.file_type().map_err(|e| LoaderError::io(entry.path(), e))?.is_dir()
+        if entry
+            .file_type()
+            .map_err(|e| LoaderError::io(entry.path(), e))?
+            .is_dir()
             && !name.to_string_lossy().starts_with('.')
         {
             dirs.push(entry.path());

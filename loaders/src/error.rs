@@ -6,17 +6,12 @@ use thiserror::Error;
 /// never an NHS number, name, address or other identifier.
 #[derive(Debug, Error)]
 pub enum LoaderError {
-    #[error(
-        "no pseudonymisation key: set POPLAR_PSEUDONYM_KEY or pass --key-file (load refuses to run without one)"
-    )]
+    #[error("no pseudonymisation key: set POPLAR_PSEUDONYM_KEY or pass --key-file (load refuses to run without one)")]
     MissingKey,
     #[error("the pseudonymisation key is too short: at least {min_bytes} bytes are required")]
     WeakKey { min_bytes: usize },
     #[error("cannot read key file {path}: {source}")]
-    KeyFile {
-        path: String,
-        source: std::io::Error,
-    },
+    KeyFile { path: String, source: std::io::Error },
     #[error("source registry {path}: {reason}")]
     Registry { path: String, reason: String },
     #[error("lookup file {path}: {reason}")]
@@ -24,10 +19,7 @@ pub enum LoaderError {
     #[error("opt-out list {path}: {reason}")]
     OptOutList { path: String, reason: String },
     #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("object store URL {url}: {reason}")]
     StoreUrl { url: String, reason: String },
     #[error("object store: {0}")]

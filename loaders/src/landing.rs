@@ -9,17 +9,17 @@
 //! snapshot (`recover`) and then loads again.
 
 use arrow::array::{Array, Int64Array, RecordBatch, StringArray};
+use deltalake::DeltaTable;
 use deltalake::datafusion::prelude::{Expr, SessionContext};
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::SaveMode;
-use deltalake::DeltaTable;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::LoaderError;
 use crate::store::Store;
 use crate::tables::{Table, build_batch, now_micros, timestamp_array};
-use crate::LoaderError;
 
 /// Rows per Parquet row group: small enough that date statistics prune a period within a
 /// source's partition, large enough to scan efficiently.
@@ -42,7 +42,12 @@ fn writer_properties() -> WriterProperties {
 }
 
 /// Write `batches` to `table`, creating it on first write. Returns the new Delta version.
-pub async fn write(store: &Store, table: Table, batches: Vec<RecordBatch>, mode: WriteMode) -> Result<u64, LoaderError> {
+pub async fn write(
+    store: &Store,
+    table: Table,
+    batches: Vec<RecordBatch>,
+    mode: WriteMode,
+) -> Result<u64, LoaderError> {
     let target = match store.open(table).await? {
         Some(t) => t,
         None => store.handle(table)?,
@@ -62,7 +67,9 @@ pub async fn write(store: &Store, table: Table, batches: Vec<RecordBatch>, mode:
     builder = match mode {
         WriteMode::Append => builder.with_save_mode(SaveMode::Append),
         WriteMode::Overwrite => builder.with_save_mode(SaveMode::Overwrite),
-        WriteMode::Replace(predicate) => builder.with_save_mode(SaveMode::Overwrite).with_replace_where(predicate),
+        WriteMode::Replace(predicate) => builder
+            .with_save_mode(SaveMode::Overwrite)
+            .with_replace_where(predicate),
     };
     let written = builder.await.map_err(|e| LoaderError::delta(table.name(), e))?;
     version_of(&written, table)
@@ -125,12 +132,19 @@ pub async fn latest_snapshot(store: &Store) -> Result<Option<Snapshot>, LoaderEr
     let Some(table) = store.open(Table::Snapshots).await? else {
         return Ok(None);
     };
-    let batches = query(&table, "SELECT snapshot, table_versions FROM t ORDER BY snapshot DESC LIMIT 1").await?;
+    let batches = query(
+        &table,
+        "SELECT snapshot, table_versions FROM t ORDER BY snapshot DESC LIMIT 1",
+    )
+    .await?;
     let inconsistent = |reason: &str| LoaderError::Inconsistent {
         table: Table::Snapshots.name().into(),
         reason: reason.into(),
     };
-    let (Some(id), Some(Some(versions))) = (int64_values(&batches, 0).first().copied(), string_values(&batches, 1)?.into_iter().next()) else {
+    let (Some(id), Some(Some(versions))) = (
+        int64_values(&batches, 0).first().copied(),
+        string_values(&batches, 1)?.into_iter().next(),
+    ) else {
         return Ok(None);
     };
     let versions: BTreeMap<String, u64> =
@@ -183,7 +197,9 @@ pub async fn recover(store: &Store, snapshot: Option<&Snapshot>) -> Result<Vec<R
         if table == Table::Snapshots {
             continue;
         }
-        let Some(current) = store.open(table).await? else { continue };
+        let Some(current) = store.open(table).await? else {
+            continue;
+        };
         let Some(latest) = current.version() else { continue };
         match snapshot.and_then(|s| s.version(table)) {
             Some(v) if latest > v => {
@@ -192,7 +208,11 @@ pub async fn recover(store: &Store, snapshot: Option<&Snapshot>) -> Result<Vec<R
                     .with_version_to_restore(v)
                     .await
                     .map_err(|e| LoaderError::delta(table.name(), e))?;
-                recovered.push(Recovered { table, from_version: latest, to_version: Some(v) });
+                recovered.push(Recovered {
+                    table,
+                    from_version: latest,
+                    to_version: Some(v),
+                });
             }
             Some(_) => {}
             None => {
@@ -203,7 +223,11 @@ pub async fn recover(store: &Store, snapshot: Option<&Snapshot>) -> Result<Vec<R
                         .delete()
                         .await
                         .map_err(|e| LoaderError::delta(table.name(), e))?;
-                    recovered.push(Recovered { table, from_version: latest, to_version: None });
+                    recovered.push(Recovered {
+                        table,
+                        from_version: latest,
+                        to_version: None,
+                    });
                 }
             }
         }

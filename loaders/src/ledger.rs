@@ -7,11 +7,11 @@ use arrow::record_batch::RecordBatch;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use crate::LoaderError;
 use crate::landing::{Snapshot, query, string_values};
 use crate::parse::date32;
 use crate::store::Store;
 use crate::tables::{Table, build_batch, timestamp_array};
-use crate::LoaderError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
@@ -51,7 +51,9 @@ impl Ledger {
             return Ok(ledger);
         };
         let batches = query(&table, "SELECT source_org, delivery, content_sha256, status FROM t").await?;
-        let columns = (0..4).map(|i| string_values(&batches, i)).collect::<Result<Vec<_>, _>>()?;
+        let columns = (0..4)
+            .map(|i| string_values(&batches, i))
+            .collect::<Result<Vec<_>, _>>()?;
         for i in 0..columns[0].len() {
             let text = |c: usize| columns[c][i].clone().unwrap_or_default();
             let key = (text(0), text(1));
@@ -62,7 +64,13 @@ impl Ledger {
                     *latest = key.1.clone();
                 }
             }
-            ledger.entries.insert(key, LedgerEntry { content_sha256: text(2), status });
+            ledger.entries.insert(
+                key,
+                LedgerEntry {
+                    content_sha256: text(2),
+                    status,
+                },
+            );
         }
         Ok(ledger)
     }

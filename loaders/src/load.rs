@@ -89,8 +89,15 @@ enum Outcome {
 
 pub async fn load(options: &LoadOptions, pseudonymiser: &Pseudonymiser) -> Result<LoadReport, LoaderError> {
     let started = Instant::now();
-    let load_id = format!("{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let mut report = LoadReport { load_id: load_id.clone(), ..Default::default() };
+    let load_id = format!(
+        "{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let mut report = LoadReport {
+        load_id: load_id.clone(),
+        ..Default::default()
+    };
     let store = &options.store;
 
     let registry = Registry::from_file(&options.registry)?;
@@ -107,7 +114,10 @@ pub async fn load(options: &LoadOptions, pseudonymiser: &Pseudonymiser) -> Resul
     if let Some(path) = &options.optout {
         let list = OptOutList::read(path, pseudonymiser)?;
         if !list.invalid_lines.is_empty() {
-            tracing::warn!(entries = list.invalid_lines.len(), "opt-out list has entries that are not valid NHS numbers; they were skipped");
+            tracing::warn!(
+                entries = list.invalid_lines.len(),
+                "opt-out list has entries that are not valid NHS numbers; they were skipped"
+            );
         }
         report.retroactive_optout = Some(optout::apply(store, &list, &load_id).await?);
     }
@@ -129,17 +139,32 @@ pub async fn load(options: &LoadOptions, pseudonymiser: &Pseudonymiser) -> Resul
             continue;
         }
         if registry.source(d.source_org()).is_none() {
-            rejected.push(d.reject(Quarantined::file(delivery::MANIFEST, Reason::UnknownSource, "the source is not in the registry")));
+            rejected.push(d.reject(Quarantined::file(
+                delivery::MANIFEST,
+                Reason::UnknownSource,
+                "the source is not in the registry",
+            )));
             continue;
         }
-        if ledger.latest_landed.get(d.source_org()).is_some_and(|latest| latest.as_str() > d.id()) {
-            rejected.push(d.reject(Quarantined::file(delivery::MANIFEST, Reason::StaleDelivery, "a newer delivery from this source has already landed")));
+        if ledger
+            .latest_landed
+            .get(d.source_org())
+            .is_some_and(|latest| latest.as_str() > d.id())
+        {
+            rejected.push(d.reject(Quarantined::file(
+                delivery::MANIFEST,
+                Reason::StaleDelivery,
+                "a newer delivery from this source has already landed",
+            )));
             continue;
         }
         to_load.push(d);
     }
 
-    let total_rows: u64 = to_load.iter().flat_map(|d| d.manifest.files.iter().map(|f| f.rows)).sum();
+    let total_rows: u64 = to_load
+        .iter()
+        .flat_map(|d| d.manifest.files.iter().map(|f| f.rows))
+        .sum();
     let bar = progress_bar(options.progress, total_rows);
 
     // Rejected deliveries are recorded (quarantine + ledger) in the first group.
@@ -177,7 +202,9 @@ fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total);
-    if let Ok(style) = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {human_pos}/{human_len} rows ({per_sec}) {msg}") {
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {bar:40} {human_pos}/{human_len} rows ({per_sec}) {msg}",
+    ) {
         bar.set_style(style);
     }
     bar
@@ -215,9 +242,18 @@ fn parse_one(
     optouts: &HashSet<i64>,
 ) -> Outcome {
     let Some(source) = registry.source(d.source_org()) else {
-        return Outcome::Rejected(d.reject(Quarantined::file(delivery::MANIFEST, Reason::UnknownSource, "the source is not in the registry")));
+        return Outcome::Rejected(d.reject(Quarantined::file(
+            delivery::MANIFEST,
+            Reason::UnknownSource,
+            "the source is not in the registry",
+        )));
     };
-    let ctx = ParseContext { pseudonymiser, lookup, optouts, source };
+    let ctx = ParseContext {
+        pseudonymiser,
+        lookup,
+        optouts,
+        source,
+    };
     match parse_delivery(&d, &ctx).and_then(|parsed| into_batches(d.source_org(), parsed)) {
         Ok((batches, parsed)) => Outcome::Landed(Box::new(Parsed {
             batches,
@@ -233,7 +269,10 @@ fn parse_one(
 
 /// Build and sort this delivery's batches: patients by person, events by date then person
 /// (so row-group date statistics prune periods).
-fn into_batches(source_org: &str, mut parsed: ParsedDelivery) -> Result<(BTreeMap<Table, RecordBatch>, ParsedDelivery), Quarantined> {
+fn into_batches(
+    source_org: &str,
+    mut parsed: ParsedDelivery,
+) -> Result<(BTreeMap<Table, RecordBatch>, ParsedDelivery), Quarantined> {
     let build = |table: Table, result: Result<RecordBatch, LoaderError>| -> Result<RecordBatch, Quarantined> {
         let batch = result.map_err(|e| Quarantined::file(table.name(), Reason::InvalidValue, e.to_string()))?;
         let sort_columns: &[&str] = match table {
@@ -242,13 +281,26 @@ fn into_batches(source_org: &str, mut parsed: ParsedDelivery) -> Result<(BTreeMa
             Table::Medications => &["issue_date", "person_id"],
             _ => &["start_date", "person_id"],
         };
-        sort_batch(&batch, sort_columns).map_err(|e| Quarantined::file(table.name(), Reason::InvalidValue, e.to_string()))
+        sort_batch(&batch, sort_columns)
+            .map_err(|e| Quarantined::file(table.name(), Reason::InvalidValue, e.to_string()))
     };
     let mut batches = BTreeMap::new();
-    batches.insert(Table::Patients, build(Table::Patients, parsed.patients.finish(source_org))?);
-    batches.insert(Table::ClinicalEvents, build(Table::ClinicalEvents, parsed.events.finish(source_org))?);
-    batches.insert(Table::Medications, build(Table::Medications, parsed.medications.finish(source_org))?);
-    batches.insert(Table::Encounters, build(Table::Encounters, parsed.encounters.finish(source_org))?);
+    batches.insert(
+        Table::Patients,
+        build(Table::Patients, parsed.patients.finish(source_org))?,
+    );
+    batches.insert(
+        Table::ClinicalEvents,
+        build(Table::ClinicalEvents, parsed.events.finish(source_org))?,
+    );
+    batches.insert(
+        Table::Medications,
+        build(Table::Medications, parsed.medications.finish(source_org))?,
+    );
+    batches.insert(
+        Table::Encounters,
+        build(Table::Encounters, parsed.encounters.finish(source_org))?,
+    );
     Ok((batches, parsed))
 }
 
@@ -259,7 +311,10 @@ fn sort_batch(batch: &RecordBatch, columns: &[&str]) -> Result<RecordBatch, arro
     let sort: Vec<SortColumn> = columns
         .iter()
         .filter_map(|name| batch.column_by_name(name))
-        .map(|values| SortColumn { values: values.clone(), options: None })
+        .map(|values| SortColumn {
+            values: values.clone(),
+            options: None,
+        })
         .collect();
     let indices = lexsort_to_indices(&sort, None)?;
     take_record_batch(batch, &indices)
@@ -295,7 +350,10 @@ async fn land_group(
                 let source = col("source_org").eq(lit(m.source.clone()));
                 for (table, batch) in &p.batches {
                     let predicate = match table.period_column() {
-                        Some(c) => source.clone().and(col(c).gt_eq(date_lit(m.period_start))).and(col(c).lt_eq(date_lit(m.period_end))),
+                        Some(c) => source
+                            .clone()
+                            .and(col(c).gt_eq(date_lit(m.period_start)))
+                            .and(col(c).lt_eq(date_lit(m.period_end))),
                         None => source.clone(),
                     };
                     let entry = per_table.entry(*table).or_default();
@@ -337,7 +395,13 @@ async fn land_group(
                 }
             }
             Outcome::Rejected(r) => {
-                quarantine_batches.push(quarantine_batch(load_id, &r.source_org, &r.delivery, std::slice::from_ref(&r.problem), at)?);
+                quarantine_batches.push(quarantine_batch(
+                    load_id,
+                    &r.source_org,
+                    &r.delivery,
+                    std::slice::from_ref(&r.problem),
+                    at,
+                )?);
                 delivery_keys.push((r.source_org.clone(), r.delivery.clone()));
                 ledger_rows.push(LedgerRow {
                     source_org: r.source_org.clone(),
@@ -359,21 +423,35 @@ async fn land_group(
 
     for (table, (batches, predicates)) in per_table {
         let Some(predicate) = any_of(predicates) else { continue };
-        let batches = if batches.len() > 1 { vec![concat_batches(&table.schema(), &batches)?] } else { batches };
+        let batches = if batches.len() > 1 {
+            vec![concat_batches(&table.schema(), &batches)?]
+        } else {
+            batches
+        };
         let v = landing::write(store, table, batches, WriteMode::Replace(predicate)).await?;
         changed.insert(table.name().to_string(), v);
     }
     let by_delivery = any_of(
         delivery_keys
             .iter()
-            .map(|(s, d)| col("source_org").eq(lit(s.clone())).and(col("delivery").eq(lit(d.clone()))))
+            .map(|(s, d)| {
+                col("source_org")
+                    .eq(lit(s.clone()))
+                    .and(col("delivery").eq(lit(d.clone())))
+            })
             .collect(),
     );
     if let Some(predicate) = by_delivery {
         let batches = vec![concat_batches(&Table::Quarantine.schema(), &quarantine_batches)?];
         let v = landing::write(store, Table::Quarantine, batches, WriteMode::Replace(predicate.clone())).await?;
         changed.insert(Table::Quarantine.name().to_string(), v);
-        let v = landing::write(store, Table::Deliveries, vec![ledger_batch(load_id, at, &ledger_rows)?], WriteMode::Replace(predicate)).await?;
+        let v = landing::write(
+            store,
+            Table::Deliveries,
+            vec![ledger_batch(load_id, at, &ledger_rows)?],
+            WriteMode::Replace(predicate),
+        )
+        .await?;
         changed.insert(Table::Deliveries.name().to_string(), v);
     }
     landing::commit_snapshot(store, snapshot, &changed, "load", load_id).await

@@ -14,8 +14,8 @@ use std::path::Path;
 use crate::LoaderError;
 
 pub const ONS_POSTCODE_HEADER: [&str; 14] = [
-    "pcd7", "pcd8", "pcds", "dointr", "doterm", "usertype", "oa11cd", "lsoa11cd", "msoa11cd",
-    "ladcd", "lsoa11nm", "msoa11nm", "ladnm", "ladnmw",
+    "pcd7", "pcd8", "pcds", "dointr", "doterm", "usertype", "oa11cd", "lsoa11cd", "msoa11cd", "ladcd", "lsoa11nm",
+    "msoa11nm", "ladnm", "ladnmw",
 ];
 
 pub const IMD_HEADER: [&str; 6] = [
@@ -68,7 +68,11 @@ impl PostcodeLookup {
         };
 
         let mut reader = csv::Reader::from_path(postcodes).map_err(|e| bad(postcodes, e.to_string()))?;
-        check_header(postcodes, reader.headers().map_err(|e| bad(postcodes, e.to_string()))?, &ONS_POSTCODE_HEADER)?;
+        check_header(
+            postcodes,
+            reader.headers().map_err(|e| bad(postcodes, e.to_string()))?,
+            &ONS_POSTCODE_HEADER,
+        )?;
         for (i, row) in reader.records().enumerate() {
             let row = row.map_err(|e| bad(postcodes, format!("line {}: {e}", i + 2)))?;
             let (Some(pcds), Some(lsoa)) = (row.get(2), row.get(7)) else {
@@ -119,7 +123,11 @@ mod tests {
         let imd = dir.path().join("imd.csv");
         let mut f = std::fs::File::create(&pc).expect("create");
         writeln!(f, "{}", ONS_POSTCODE_HEADER.join(",")).expect("write");
-        writeln!(f, "PL1 1AA,PL1  1AA,PL1 1AA,201001,,0,E00000001,E01000001,E02000001,E08000001,Area 001A,Area 001,Area,").expect("write");
+        writeln!(
+            f,
+            "PL1 1AA,PL1  1AA,PL1 1AA,201001,,0,E00000001,E01000001,E02000001,E08000001,Area 001A,Area 001,Area,"
+        )
+        .expect("write");
         let mut g = std::fs::File::create(&imd).expect("create");
         writeln!(g, "\"{}\"", IMD_HEADER.join("\",\"")).expect("write");
         writeln!(g, "E01000001,Area 001A,E08000001,Area,1234,3").expect("write");

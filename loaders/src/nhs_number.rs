@@ -84,11 +84,7 @@ impl NhsNumber {
 
 /// The modulus 11 check digit for nine digits, or `None` when the stem cannot be valid.
 fn check_digit(nine: &[u8]) -> Option<u8> {
-    let sum: u32 = nine
-        .iter()
-        .zip((2..=10).rev())
-        .map(|(&d, w)| u32::from(d) * w)
-        .sum();
+    let sum: u32 = nine.iter().zip((2..=10).rev()).map(|(&d, w)| u32::from(d) * w).sum();
     match 11 - (sum % 11) {
         11 => Some(0),
         10 => None,

@@ -12,12 +12,12 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::LoaderError;
 use crate::landing::{self, Snapshot, WriteMode};
 use crate::nhs_number::NhsNumber;
 use crate::pseudonym::Pseudonymiser;
 use crate::store::Store;
 use crate::tables::{Table, build_batch, now_micros, timestamp_array};
-use crate::LoaderError;
 
 /// An opt-out list read from a file of NHS numbers, one per line.
 #[derive(Debug, Default)]
@@ -50,7 +50,9 @@ impl OptOutList {
 
 /// Pseudonyms already recorded as opted out, as of the snapshot.
 pub async fn recorded(store: &Store, snapshot: Option<&Snapshot>) -> Result<HashSet<i64>, LoaderError> {
-    let Some(snapshot) = snapshot else { return Ok(HashSet::new()) };
+    let Some(snapshot) = snapshot else {
+        return Ok(HashSet::new());
+    };
     let Some(table) = snapshot.open(store, Table::OptOuts).await? else {
         return Ok(HashSet::new());
     };
@@ -76,7 +78,9 @@ fn person_predicate(ids: &HashSet<i64>) -> Expr {
 
 async fn count_matching(table: &deltalake::DeltaTable, predicate: Expr) -> Result<u64, LoaderError> {
     let ctx = SessionContext::new();
-    table.update_datafusion_session(&ctx.state()).map_err(|e| LoaderError::delta("opt-out", e))?;
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(|e| LoaderError::delta("opt-out", e))?;
     let provider = table.table_provider().await?;
     let n = ctx.read_table(provider)?.filter(predicate)?.count().await?;
     Ok(n as u64)
@@ -101,7 +105,9 @@ pub async fn apply(store: &Store, list: &OptOutList, load_id: &str) -> Result<Op
     }
     let mut changed = BTreeMap::new();
     for table in Table::PERSONAL {
-        let Some(current) = snapshot.as_ref().map(|s| s.open(store, table)) else { break };
+        let Some(current) = snapshot.as_ref().map(|s| s.open(store, table)) else {
+            break;
+        };
         let Some(current) = current.await? else { continue };
         let matching = count_matching(&current, person_predicate(&new)).await?;
         report.rows_removed.insert(table.name(), matching);
@@ -116,7 +122,10 @@ pub async fn apply(store: &Store, list: &OptOutList, load_id: &str) -> Result<Op
     ids.sort_unstable();
     let batch = build_batch(
         Table::OptOuts,
-        vec![Arc::new(Int64Array::from(ids.clone())), timestamp_array(ids.iter().map(|_| at))],
+        vec![
+            Arc::new(Int64Array::from(ids.clone())),
+            timestamp_array(ids.iter().map(|_| at)),
+        ],
     )?;
     let v = landing::write(store, Table::OptOuts, vec![batch], WriteMode::Append).await?;
     changed.insert(Table::OptOuts.name().to_string(), v);

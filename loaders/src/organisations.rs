@@ -3,11 +3,11 @@
 use arrow::array::{ArrayRef, RecordBatch, StringBuilder};
 use std::sync::Arc;
 
+use crate::LoaderError;
 use crate::landing::{self, Snapshot, WriteMode};
 use crate::registry::Registry;
 use crate::store::Store;
 use crate::tables::{Table, build_batch};
-use crate::LoaderError;
 
 pub fn organisations_batch(registry: &Registry) -> Result<RecordBatch, LoaderError> {
     let mut columns: Vec<StringBuilder> = (0..8).map(|_| StringBuilder::new()).collect();
@@ -32,12 +32,19 @@ pub fn organisations_batch(registry: &Registry) -> Result<RecordBatch, LoaderErr
             b.append_option(v);
         }
     }
-    build_batch(Table::Organisations, columns.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef).collect())
+    build_batch(
+        Table::Organisations,
+        columns.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef).collect(),
+    )
 }
 
 /// Overwrite `organisations` if the registry differs from what the snapshot holds.
 /// Returns the new version when it wrote.
-pub async fn refresh(store: &Store, snapshot: Option<&Snapshot>, registry: &Registry) -> Result<Option<u64>, LoaderError> {
+pub async fn refresh(
+    store: &Store,
+    snapshot: Option<&Snapshot>,
+    registry: &Registry,
+) -> Result<Option<u64>, LoaderError> {
     let wanted = organisations_batch(registry)?;
     if let Some(snapshot) = snapshot
         && let Some(current) = snapshot.open(store, Table::Organisations).await?
@@ -49,5 +56,7 @@ pub async fn refresh(store: &Store, snapshot: Option<&Snapshot>, registry: &Regi
             return Ok(None);
         }
     }
-    landing::write(store, Table::Organisations, vec![wanted], WriteMode::Overwrite).await.map(Some)
+    landing::write(store, Table::Organisations, vec![wanted], WriteMode::Overwrite)
+        .await
+        .map(Some)
 }

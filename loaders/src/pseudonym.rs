@@ -95,10 +95,7 @@ mod tests {
 
     #[test]
     fn short_keys_are_refused() {
-        assert!(matches!(
-            Pseudonymiser::new(b"short"),
-            Err(LoaderError::WeakKey { .. })
-        ));
+        assert!(matches!(Pseudonymiser::new(b"short"), Err(LoaderError::WeakKey { .. })));
     }
 
     #[test]

@@ -5,8 +5,8 @@ use arrow::array::{ArrayRef, Int64Builder, StringBuilder};
 use arrow::record_batch::RecordBatch;
 use std::sync::Arc;
 
-use crate::tables::{Table, build_batch, timestamp_array};
 use crate::LoaderError;
+use crate::tables::{Table, build_batch, timestamp_array};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reason {

@@ -6,19 +6,19 @@
 //! not need the AWS SDK (deltalake's `s3` feature) just to talk S3.
 
 use deltalake::logstore::{
-    LogStore, LogStoreFactory, ObjectStoreFactory, ObjectStoreRef, StorageConfig,
-    default_logstore, logstore_factories, object_store_factories,
+    LogStore, LogStoreFactory, ObjectStoreFactory, ObjectStoreRef, StorageConfig, default_logstore, logstore_factories,
+    object_store_factories,
 };
-use object_store::ObjectStore;
 use deltalake::{DeltaResult, DeltaTable, DeltaTableBuilder, DeltaTableError};
+use object_store::ObjectStore;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as ObjectPath;
 use std::str::FromStr;
 use std::sync::{Arc, Once};
 use url::Url;
 
-use crate::tables::Table;
 use crate::LoaderError;
+use crate::tables::Table;
 
 /// The root of Poplar's landed data.
 #[derive(Debug, Clone)]
@@ -38,7 +38,10 @@ impl Store {
         let url = match Url::parse(raw) {
             Ok(url) if url.scheme() == "file" || url.scheme() == "s3" => url,
             Ok(url) if url.scheme().len() > 1 => {
-                return Err(bad(format!("scheme {}:// is not supported (use file:// or s3://)", url.scheme())));
+                return Err(bad(format!(
+                    "scheme {}:// is not supported (use file:// or s3://)",
+                    url.scheme()
+                )));
             }
             // A bare path (or a Windows drive letter parsed as a scheme).
             _ => {
@@ -106,7 +109,10 @@ impl Store {
 
     /// The table at its newest version, or `None` if it has never been written.
     pub async fn open(&self, table: Table) -> Result<Option<DeltaTable>, LoaderError> {
-        let mut t = self.builder(table)?.build().map_err(|e| LoaderError::delta(table.name(), e))?;
+        let mut t = self
+            .builder(table)?
+            .build()
+            .map_err(|e| LoaderError::delta(table.name(), e))?;
         match t.load().await {
             Ok(()) => Ok(Some(t)),
             Err(DeltaTableError::NotATable(_)) => Ok(None),
@@ -125,7 +131,9 @@ impl Store {
 
     /// An unloaded handle, for creating the table on first write.
     pub fn handle(&self, table: Table) -> Result<DeltaTable, LoaderError> {
-        self.builder(table)?.build().map_err(|e| LoaderError::delta(table.name(), e))
+        self.builder(table)?
+            .build()
+            .map_err(|e| LoaderError::delta(table.name(), e))
     }
 }
 

@@ -98,9 +98,7 @@ impl Table {
     /// prune row groups by their statistics.
     pub fn partition_columns(self) -> &'static [&'static str] {
         match self {
-            Table::Patients | Table::ClinicalEvents | Table::Medications | Table::Encounters => {
-                &["source_org"]
-            }
+            Table::Patients | Table::ClinicalEvents | Table::Medications | Table::Encounters => &["source_org"],
             _ => &[],
         }
     }
@@ -251,12 +249,8 @@ static SNAPSHOTS: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
-static OPTOUTS: LazyLock<SchemaRef> = LazyLock::new(|| {
-    Arc::new(Schema::new(vec![
-        int64("person_id", false),
-        timestamp("recorded_at"),
-    ]))
-});
+static OPTOUTS: LazyLock<SchemaRef> =
+    LazyLock::new(|| Arc::new(Schema::new(vec![int64("person_id", false), timestamp("recorded_at")])));
 
 /// Rows of `patients` from one delivery (`source_org` is the delivery's).
 #[derive(Default)]
@@ -342,13 +336,33 @@ macro_rules! row_buffer {
     };
 }
 
-row_buffer!(PatientRows, Table::Patients, [
-    birth_month, sex, ethnic_category, ethnicity_group, lsoa, imd_decile, registered_practice,
-    registration_start, registration_end, death_month,
-]);
-row_buffer!(EventRows, Table::ClinicalEvents, [event_date, code_system, code, snomed_code, value, unit, setting]);
+row_buffer!(
+    PatientRows,
+    Table::Patients,
+    [
+        birth_month,
+        sex,
+        ethnic_category,
+        ethnicity_group,
+        lsoa,
+        imd_decile,
+        registered_practice,
+        registration_start,
+        registration_end,
+        death_month,
+    ]
+);
+row_buffer!(
+    EventRows,
+    Table::ClinicalEvents,
+    [event_date, code_system, code, snomed_code, value, unit, setting]
+);
 row_buffer!(MedicationRows, Table::Medications, [issue_date, dmd_code, quantity]);
-row_buffer!(EncounterRows, Table::Encounters, [setting, start_date, end_date, encounter_type, cost]);
+row_buffer!(
+    EncounterRows,
+    Table::Encounters,
+    [setting, start_date, end_date, encounter_type, cost]
+);
 
 /// Build a small table (organisations, quarantine, ledger) from whole columns.
 pub fn build_batch(table: Table, columns: Vec<ArrayRef>) -> Result<RecordBatch, LoaderError> {

@@ -19,7 +19,13 @@ fn pseudonymiser() -> Pseudonymiser {
 }
 
 fn small_mix() -> OrgMix {
-    OrgMix { gp_practices: 12, acute_trusts: 2, mental_health_trusts: 1, community_providers: 2, social_care: 3 }
+    OrgMix {
+        gp_practices: 12,
+        acute_trusts: 2,
+        mental_health_trusts: 1,
+        community_providers: 2,
+        social_care: 3,
+    }
 }
 
 fn region(dir: &Path, patients: u64, seed: u64) -> SynthOutput {
@@ -44,7 +50,10 @@ fn options(region: &SynthOutput, store: &Path) -> LoadOptions {
 }
 
 async fn snapshot(store: &Store) -> Snapshot {
-    landing::latest_snapshot(store).await.expect("snapshot").expect("a snapshot exists")
+    landing::latest_snapshot(store)
+        .await
+        .expect("snapshot")
+        .expect("a snapshot exists")
 }
 
 /// All rows of a table as the latest snapshot sees them.
@@ -58,7 +67,9 @@ async fn rows(store: &Store, table: Table, sql: &str) -> Vec<RecordBatch> {
 
 async fn count(store: &Store, table: Table) -> u64 {
     let batches = rows(store, table, "SELECT count(*) FROM t").await;
-    batches.first().map_or(0, |b| b.column(0).as_primitive::<Int64Type>().value(0) as u64)
+    batches
+        .first()
+        .map_or(0, |b| b.column(0).as_primitive::<Int64Type>().value(0) as u64)
 }
 
 async fn person_ids(store: &Store, table: Table, filter: &str) -> HashSet<i64> {
@@ -67,7 +78,11 @@ async fn person_ids(store: &Store, table: Table, filter: &str) -> HashSet<i64> {
 }
 
 fn texts(batches: &[RecordBatch], column: usize) -> Vec<String> {
-    landing::string_values(batches, column).expect("text").into_iter().map(Option::unwrap_or_default).collect()
+    landing::string_values(batches, column)
+        .expect("text")
+        .into_iter()
+        .map(Option::unwrap_or_default)
+        .collect()
 }
 
 #[test]
@@ -79,7 +94,13 @@ fn synth_is_deterministic_for_a_seed_and_differs_across_seeds() {
             let source = source.expect("entry").path();
             for delivery in std::fs::read_dir(&source).expect("dir") {
                 let path = delivery.expect("entry").path().join("manifest.toml");
-                m.insert(path.strip_prefix(&out.deliveries).expect("prefix").display().to_string(), std::fs::read_to_string(&path).expect("manifest"));
+                m.insert(
+                    path.strip_prefix(&out.deliveries)
+                        .expect("prefix")
+                        .display()
+                        .to_string(),
+                    std::fs::read_to_string(&path).expect("manifest"),
+                );
             }
         }
         m
@@ -90,17 +111,30 @@ fn synth_is_deterministic_for_a_seed_and_differs_across_seeds() {
     assert_eq!(manifests(&a), manifests(&b), "same seed, same bytes");
     assert_ne!(manifests(&a), manifests(&c), "another seed, other data");
     assert_eq!(a.report.organisations.values().sum::<usize>(), small_mix().total());
-    let formats: HashSet<FeedFormat> = Registry::from_file(&a.registry).expect("registry").sources.iter().map(|s| s.format).collect();
-    assert!(formats.contains(&FeedFormat::Csv) && formats.contains(&FeedFormat::FhirNdjson), "both feed formats appear");
+    let formats: HashSet<FeedFormat> = Registry::from_file(&a.registry)
+        .expect("registry")
+        .sources
+        .iter()
+        .map(|s| s.format)
+        .collect();
+    assert!(
+        formats.contains(&FeedFormat::Csv) && formats.contains(&FeedFormat::FhirNdjson),
+        "both feed formats appear"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn planted_faults_are_quarantined_exactly_and_nothing_is_lost() {
     let dir = tempfile::tempdir().expect("tempdir");
     let region = region(&dir.path().join("region"), 2_000, 11);
-    let report = load(&options(&region, &dir.path().join("store")), &pseudonymiser()).await.expect("load");
+    let report = load(&options(&region, &dir.path().join("store")), &pseudonymiser())
+        .await
+        .expect("load");
     let planted = &region.report.planted;
-    assert_eq!(report.source_rows_read, region.report.source_rows, "every source row was read");
+    assert_eq!(
+        report.source_rows_read, region.report.source_rows,
+        "every source row was read"
+    );
     let q = |reason: &str| report.quarantined.get(reason).copied().unwrap_or(0);
     assert_eq!(q("invalid_nhs_number"), planted["invalid_nhs_number_rows"]);
     assert_eq!(q("duplicate_patient"), planted["duplicate_patient_rows"]);
@@ -108,10 +142,23 @@ async fn planted_faults_are_quarantined_exactly_and_nothing_is_lost() {
     assert_eq!(q("unknown_code_system"), planted["unknown_code_system_rows"]);
     let landed: u64 = report.rows_landed.values().sum();
     let quarantined: u64 = report.quarantined.values().sum();
-    assert_eq!(landed + quarantined, report.source_rows_read, "each row landed or quarantined, none dropped");
+    assert_eq!(
+        landed + quarantined,
+        report.source_rows_read,
+        "each row landed or quarantined, none dropped"
+    );
     let store = Store::parse(&dir.path().join("store").display().to_string()).expect("store");
-    for table in [Table::Patients, Table::ClinicalEvents, Table::Medications, Table::Encounters] {
-        assert_eq!(count(&store, table).await, report.rows_landed[table.name()], "{table:?}");
+    for table in [
+        Table::Patients,
+        Table::ClinicalEvents,
+        Table::Medications,
+        Table::Encounters,
+    ] {
+        assert_eq!(
+            count(&store, table).await,
+            report.rows_landed[table.name()],
+            "{table:?}"
+        );
     }
     assert_eq!(count(&store, Table::Quarantine).await, quarantined);
     assert_eq!(count(&store, Table::Organisations).await, small_mix().total() as u64);
@@ -129,7 +176,12 @@ struct Identifiers {
 }
 
 fn input_identifiers(region: &SynthOutput) -> Identifiers {
-    let mut ids = Identifiers { nhs_numbers: HashSet::new(), words: HashSet::new(), phrases: HashSet::new(), phrase_matcher: None };
+    let mut ids = Identifiers {
+        nhs_numbers: HashSet::new(),
+        words: HashSet::new(),
+        phrases: HashSet::new(),
+        phrase_matcher: None,
+    };
     for source in std::fs::read_dir(&region.deliveries).expect("dir") {
         for delivery in std::fs::read_dir(source.expect("e").path()).expect("dir") {
             let dir = delivery.expect("e").path();
@@ -150,20 +202,29 @@ fn input_identifiers(region: &SynthOutput) -> Identifiers {
             if let Ok(text) = std::fs::read_to_string(dir.join("Patient.ndjson")) {
                 for line in text.lines() {
                     let v: serde_json::Value = serde_json::from_str(line).expect("json");
-                    ids.nhs_numbers.insert(v["identifier"][0]["value"].as_str().expect("nhs").replace(' ', ""));
-                    ids.words.insert(v["name"][0]["family"].as_str().expect("family").to_string());
-                    ids.words.insert(v["name"][0]["given"][0].as_str().expect("given").to_string());
-                    ids.phrases.insert(v["address"][0]["line"][0].as_str().expect("line").to_string());
+                    ids.nhs_numbers
+                        .insert(v["identifier"][0]["value"].as_str().expect("nhs").replace(' ', ""));
+                    ids.words
+                        .insert(v["name"][0]["family"].as_str().expect("family").to_string());
+                    ids.words
+                        .insert(v["name"][0]["given"][0].as_str().expect("given").to_string());
+                    ids.phrases
+                        .insert(v["address"][0]["line"][0].as_str().expect("line").to_string());
                     let postcode = v["address"][0]["postalCode"].as_str().expect("postcode");
                     ids.phrases.insert(postcode.to_string());
                     ids.phrases.insert(postcode.replace(' ', ""));
-                    ids.phrases.insert(v["telecom"][0]["value"].as_str().expect("phone").to_string());
+                    ids.phrases
+                        .insert(v["telecom"][0]["value"].as_str().expect("phone").to_string());
                     ids.phrases.insert(v["birthDate"].as_str().expect("dob").to_string());
                 }
             }
         }
     }
-    let searchable: Vec<&String> = ids.phrases.iter().filter(|p| !(p.len() == 10 && p.as_bytes()[4] == b'-')).collect();
+    let searchable: Vec<&String> = ids
+        .phrases
+        .iter()
+        .filter(|p| !(p.len() == 10 && p.as_bytes()[4] == b'-'))
+        .collect();
     ids.phrase_matcher = Some(aho_corasick::AhoCorasick::new(searchable).expect("automaton"));
     ids
 }
@@ -185,7 +246,10 @@ fn check_value(text: &str, ids: &Identifiers, place: &str) {
         assert!(!ids.nhs_numbers.contains(word), "an NHS number landed in {place}");
     }
     let matcher = ids.phrase_matcher.as_ref().expect("built");
-    assert!(!matcher.is_match(text), "an address, postcode or phone landed in {place}");
+    assert!(
+        !matcher.is_match(text),
+        "an address, postcode or phone landed in {place}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,7 +257,9 @@ async fn no_identifier_of_the_input_lands_in_any_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let region = region(&dir.path().join("region"), 1_500, 3);
     let store_dir = dir.path().join("store");
-    load(&options(&region, &store_dir), &pseudonymiser()).await.expect("load");
+    load(&options(&region, &store_dir), &pseudonymiser())
+        .await
+        .expect("load");
     let ids = input_identifiers(&region);
     assert!(ids.nhs_numbers.len() > 1_000 && ids.words.len() > 20 && ids.phrases.len() > 1_000);
     let nhs_as_numbers: HashSet<i64> = ids.nhs_numbers.iter().filter_map(|n| n.parse().ok()).collect();
@@ -207,7 +273,10 @@ async fn no_identifier_of_the_input_lands_in_any_file() {
         if path.extension().is_some_and(|e| e == "parquet") {
             parquet_files += 1;
             let file = std::fs::File::open(path).expect("open");
-            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).expect("parquet").build().expect("reader");
+            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                .expect("parquet")
+                .build()
+                .expect("reader");
             for batch in reader {
                 let batch = batch.expect("batch");
                 for (i, field) in batch.schema().fields().iter().enumerate() {
@@ -216,14 +285,22 @@ async fn no_identifier_of_the_input_lands_in_any_file() {
                         DataType::Int64 => {
                             let values = column.as_primitive::<Int64Type>();
                             for v in values.iter().flatten() {
-                                assert!(!nhs_as_numbers.contains(&v), "an NHS number landed as a number in {place}");
+                                assert!(
+                                    !nhs_as_numbers.contains(&v),
+                                    "an NHS number landed as a number in {place}"
+                                );
                             }
                         }
                         DataType::Date32 if field.name() == "birth_month" || field.name() == "death_month" => {
                             let values = column.as_primitive::<arrow::datatypes::Date32Type>();
                             for v in values.iter().flatten() {
                                 let d = NaiveDate::from_num_days_from_ce_opt(v + 719_163).expect("date");
-                                assert_eq!(chrono::Datelike::day(&d), 1, "{} keeps the day in {place}", field.name());
+                                assert_eq!(
+                                    chrono::Datelike::day(&d),
+                                    1,
+                                    "{} keeps the day in {place}",
+                                    field.name()
+                                );
                             }
                         }
                         _ => {
@@ -241,7 +318,10 @@ async fn no_identifier_of_the_input_lands_in_any_file() {
             check_value(&String::from_utf8_lossy(&bytes), &ids, &place);
         }
     }
-    assert!(parquet_files > 20, "the test read the landed data ({parquet_files} files)");
+    assert!(
+        parquet_files > 20,
+        "the test read the landed data ({parquet_files} files)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,14 +331,24 @@ async fn pseudonyms_link_sources_are_stable_across_runs_and_change_with_the_key(
     let a = Store::parse(&dir.path().join("a").display().to_string()).expect("store");
     let b = Store::parse(&dir.path().join("b").display().to_string()).expect("store");
     let c = Store::parse(&dir.path().join("c").display().to_string()).expect("store");
-    load(&options(&region, &dir.path().join("a")), &pseudonymiser()).await.expect("load a");
-    load(&options(&region, &dir.path().join("b")), &pseudonymiser()).await.expect("load b");
+    load(&options(&region, &dir.path().join("a")), &pseudonymiser())
+        .await
+        .expect("load a");
+    load(&options(&region, &dir.path().join("b")), &pseudonymiser())
+        .await
+        .expect("load b");
     let other = Pseudonymiser::new(b"a different key, also long enough!!").expect("key");
-    load(&options(&region, &dir.path().join("c")), &other).await.expect("load c");
+    load(&options(&region, &dir.path().join("c")), &other)
+        .await
+        .expect("load c");
 
     let pa = person_ids(&a, Table::Patients, "").await;
     assert!(pa.len() > 900);
-    assert_eq!(pa, person_ids(&b, Table::Patients, "").await, "same key, same pseudonyms");
+    assert_eq!(
+        pa,
+        person_ids(&b, Table::Patients, "").await,
+        "same key, same pseudonyms"
+    );
     let pc = person_ids(&c, Table::Patients, "").await;
     assert!(pa.is_disjoint(&pc), "another key, no pseudonym in common");
 
@@ -268,7 +358,11 @@ async fn pseudonyms_link_sources_are_stable_across_runs_and_change_with_the_key(
     assert!(elsewhere.len() > 200);
     let unlinked = elsewhere.difference(&gp).count();
     // Only people whose NHS number one of their GP practices mistyped can be unlinked.
-    assert!(unlinked * 100 < elsewhere.len(), "{unlinked} of {} secondary-care people have no GP record", elsewhere.len());
+    assert!(
+        unlinked * 100 < elsewhere.len(),
+        "{unlinked} of {} secondary-care people have no GP record",
+        elsewhere.len()
+    );
 }
 
 // ----- hand-built deliveries -----
@@ -288,7 +382,10 @@ fn source(ods: &str, format: FeedFormat) -> Source {
 }
 
 fn nhs(stem: u32) -> String {
-    (stem..).find_map(NhsNumber::from_stem).expect("valid").to_digit_string()
+    (stem..)
+        .find_map(NhsNumber::from_stem)
+        .expect("valid")
+        .to_digit_string()
 }
 
 fn date(s: &str) -> NaiveDate {
@@ -319,21 +416,41 @@ impl HandBuilt {
     }
 
     fn registry(&self, sources: Vec<Source>) {
-        let registry = Registry { region: "test".into(), sources };
+        let registry = Registry {
+            region: "test".into(),
+            sources,
+        };
         std::fs::write(self.root.join("sources.toml"), registry.to_toml().expect("toml")).expect("write");
     }
 
     /// Write a delivery; `files` are (name, content) with the header line included for CSV.
-    fn delivery(&self, ods: &str, id: &str, format: FeedFormat, period: (&str, &str), files: &[(&str, String)]) -> PathBuf {
+    fn delivery(
+        &self,
+        ods: &str,
+        id: &str,
+        format: FeedFormat,
+        period: (&str, &str),
+        files: &[(&str, String)],
+    ) -> PathBuf {
         let dir = self.root.join("deliveries").join(ods).join(id);
         std::fs::create_dir_all(&dir).expect("dir");
         let mut declared = Vec::new();
         for (name, content) in files {
             std::fs::write(dir.join(name), content).expect("write");
-            let rows = content.lines().filter(|l| !l.trim().is_empty()).count() as u64 - u64::from(format == FeedFormat::Csv);
+            let rows =
+                content.lines().filter(|l| !l.trim().is_empty()).count() as u64 - u64::from(format == FeedFormat::Csv);
             declared.push((*name, rows));
         }
-        write_manifest(&dir, ods, id, format, date(period.1), (date(period.0), date(period.1)), &declared).expect("manifest");
+        write_manifest(
+            &dir,
+            ods,
+            id,
+            format,
+            date(period.1),
+            (date(period.0), date(period.1)),
+            &declared,
+        )
+        .expect("manifest");
         dir
     }
 
@@ -365,7 +482,12 @@ fn patient_line(nhs: &str, dob: &str, sex: &str) -> String {
 }
 
 async fn quarantine_rows(store: &Store) -> Vec<(String, String, Option<i64>, String)> {
-    let batches = rows(store, Table::Quarantine, "SELECT source_org, file, line, reason FROM t ORDER BY source_org, file, line").await;
+    let batches = rows(
+        store,
+        Table::Quarantine,
+        "SELECT source_org, file, line, reason FROM t ORDER BY source_org, file, line",
+    )
+    .await;
     let (s, f, r) = (texts(&batches, 0), texts(&batches, 1), texts(&batches, 3));
     let lines: Vec<Option<i64>> = batches
         .iter()
@@ -374,13 +496,18 @@ async fn quarantine_rows(store: &Store) -> Vec<(String, String, Option<i64>, Str
             (0..a.len()).map(move |i| (!a.is_null(i)).then(|| a.value(i)))
         })
         .collect();
-    (0..s.len()).map(|i| (s[i].clone(), f[i].clone(), lines[i], r[i].clone())).collect()
+    (0..s.len())
+        .map(|i| (s[i].clone(), f[i].clone(), lines[i], r[i].clone()))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_record_level_quarantine_reason_is_recorded_with_file_and_line() {
     let t = HandBuilt::new();
-    t.registry(vec![source("A00001", FeedFormat::Csv), source("A00002", FeedFormat::FhirNdjson)]);
+    t.registry(vec![
+        source("A00001", FeedFormat::Csv),
+        source("A00002", FeedFormat::FhirNdjson),
+    ]);
     let (a, b) = (nhs(943_476_591), nhs(400_000_100));
     let bad_check = format!("{}{}", &a[..9], (a.as_bytes()[9] - b'0' + 1) % 10);
     let mut patients = PATIENTS_HEADER.to_string();
@@ -407,12 +534,18 @@ async fn every_record_level_quarantine_reason_is_recorded_with_file_and_line() {
     encounters += &format!("{a},pharmacy,2021-01-01,,telephone,42\n"); // 3 invalid_value (setting)
     encounters += &format!("{a},inpatient,2021-01-05,2021-01-01,emergency,900\n"); // 4 invalid_date
     encounters += &format!("{a},gp,2021-01-01,,Ada said she felt unwell,42\n"); // 5 invalid_value (free text)
-    t.delivery("A00001", "2026-01-31", FeedFormat::Csv, ("2000-01-01", "2026-01-31"), &[
-        ("patients.csv", patients),
-        ("events.csv", events),
-        ("medications.csv", meds),
-        ("encounters.csv", encounters),
-    ]);
+    t.delivery(
+        "A00001",
+        "2026-01-31",
+        FeedFormat::Csv,
+        ("2000-01-01", "2026-01-31"),
+        &[
+            ("patients.csv", patients),
+            ("events.csv", events),
+            ("medications.csv", meds),
+            ("encounters.csv", encounters),
+        ],
+    );
     let fhir_patients = [
         format!(r#"{{"resourceType":"Patient","id":"p1","identifier":[{{"system":"{NHS_NUMBER_SYSTEM}","value":"{b}"}}],"gender":"male","birthDate":"1970-02-03","address":[{{"postalCode":"QP1 1AA"}}]}}"#),
         "{not json".to_string(),
@@ -426,13 +559,20 @@ async fn every_record_level_quarantine_reason_is_recorded_with_file_and_line() {
     ]
     .join("\n")
         + "\n";
-    t.delivery("A00002", "2026-01-31", FeedFormat::FhirNdjson, ("1900-01-01", "2026-01-31"), &[
-        ("Patient.ndjson", fhir_patients),
-        ("Condition.ndjson", conditions),
-    ]);
+    t.delivery(
+        "A00002",
+        "2026-01-31",
+        FeedFormat::FhirNdjson,
+        ("1900-01-01", "2026-01-31"),
+        &[("Patient.ndjson", fhir_patients), ("Condition.ndjson", conditions)],
+    );
 
     let report = load(&t.options(), &pseudonymiser()).await.expect("load");
-    assert!(report.rejected.is_empty(), "{:?}", report.rejected.iter().map(|r| r.describe()).collect::<Vec<_>>());
+    assert!(
+        report.rejected.is_empty(),
+        "{:?}",
+        report.rejected.iter().map(|r| r.describe()).collect::<Vec<_>>()
+    );
     let got = quarantine_rows(&t.store()).await;
     let want: Vec<(String, String, Option<i64>, String)> = [
         ("A00001", "encounters.csv", 3, "invalid_value"),
@@ -466,12 +606,27 @@ async fn every_record_level_quarantine_reason_is_recorded_with_file_and_line() {
     assert_eq!(count(&store, Table::Encounters).await, 1);
     // The quarantine says where and why, never what: no NHS number or name in it.
     let all = rows(&store, Table::Quarantine, "SELECT * FROM t").await;
-    let rendered = arrow::util::pretty::pretty_format_batches(&all).expect("render").to_string();
-    for secret in [a.as_str(), b.as_str(), bad_check.as_str(), "Lovelace", "Ada", "Engine Row", "QP1 1AA"] {
+    let rendered = arrow::util::pretty::pretty_format_batches(&all)
+        .expect("render")
+        .to_string();
+    for secret in [
+        a.as_str(),
+        b.as_str(),
+        bad_check.as_str(),
+        "Lovelace",
+        "Ada",
+        "Engine Row",
+        "QP1 1AA",
+    ] {
         assert!(!rendered.contains(secret), "quarantine shows an identifier");
     }
     // Patients land de-identified: LSOA and decile from the postcode, birth month only.
-    let p = rows(&store, Table::Patients, "SELECT lsoa, imd_decile, CAST(birth_month AS VARCHAR), sex FROM t WHERE source_org = 'A00001'").await;
+    let p = rows(
+        &store,
+        Table::Patients,
+        "SELECT lsoa, imd_decile, CAST(birth_month AS VARCHAR), sex FROM t WHERE source_org = 'A00001'",
+    )
+    .await;
     assert_eq!(texts(&p, 0), vec!["E01900001"]);
     assert_eq!(texts(&p, 2), vec!["1950-06-01"]);
     assert_eq!(texts(&p, 3), vec!["female"]);
@@ -480,15 +635,29 @@ async fn every_record_level_quarantine_reason_is_recorded_with_file_and_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_delivery_level_fault_rejects_the_delivery_names_the_file_and_lands_nothing() {
     let t = HandBuilt::new();
-    let sources: Vec<Source> = ["B01", "B02", "B03", "B04", "B05", "B06", "B07"].iter().map(|s| source(s, FeedFormat::Csv)).collect();
+    let sources: Vec<Source> = ["B01", "B02", "B03", "B04", "B05", "B06", "B07"]
+        .iter()
+        .map(|s| source(s, FeedFormat::Csv))
+        .collect();
     t.registry(sources);
     let a = nhs(400_000_200);
-    let good = || vec![("patients.csv", format!("{PATIENTS_HEADER}{}", patient_line(&a, "1980-01-01", "1")))];
+    let good = || {
+        vec![(
+            "patients.csv",
+            format!("{PATIENTS_HEADER}{}", patient_line(&a, "1980-01-01", "1")),
+        )]
+    };
     let period = ("2000-01-01", "2026-01-31");
     // Unknown source: not in the registry.
     t.delivery("ZZ999", "2026-01-31", FeedFormat::Csv, period, &good());
     // Wrong header.
-    t.delivery("B01", "2026-01-31", FeedFormat::Csv, period, &[("patients.csv", format!("nhs,name\n{a},x\n"))]);
+    t.delivery(
+        "B01",
+        "2026-01-31",
+        FeedFormat::Csv,
+        period,
+        &[("patients.csv", format!("nhs,name\n{a},x\n"))],
+    );
     // Truncated after the manifest was written.
     let dir = t.delivery("B02", "2026-01-31", FeedFormat::Csv, period, &good());
     let full = std::fs::read(dir.join("patients.csv")).expect("read");
@@ -502,21 +671,45 @@ async fn every_delivery_level_fault_rejects_the_delivery_names_the_file_and_land
     // No manifest at all.
     let dir = t.root.join("deliveries/B04/2026-01-31");
     std::fs::create_dir_all(&dir).expect("dir");
-    std::fs::write(dir.join("patients.csv"), format!("{PATIENTS_HEADER}{}", patient_line(&a, "1980-01-01", "1"))).expect("write");
+    std::fs::write(
+        dir.join("patients.csv"),
+        format!("{PATIENTS_HEADER}{}", patient_line(&a, "1980-01-01", "1")),
+    )
+    .expect("write");
     // The manifest declares more rows than the file has (a control-total mismatch).
     let dir = t.delivery("B05", "2026-01-31", FeedFormat::Csv, period, &good());
-    let manifest = std::fs::read_to_string(dir.join("manifest.toml")).expect("read").replace("rows = 1", "rows = 2");
+    let manifest = std::fs::read_to_string(dir.join("manifest.toml"))
+        .expect("read")
+        .replace("rows = 1", "rows = 2");
     std::fs::write(dir.join("manifest.toml"), manifest).expect("write");
     // The manifest says FHIR where the registry says CSV.
-    t.delivery("B06", "2026-01-31", FeedFormat::FhirNdjson, period, &[("Patient.ndjson", "{}\n".to_string())]);
+    t.delivery(
+        "B06",
+        "2026-01-31",
+        FeedFormat::FhirNdjson,
+        period,
+        &[("Patient.ndjson", "{}\n".to_string())],
+    );
     // A file the feed never sends.
-    t.delivery("B07", "2026-01-31", FeedFormat::Csv, period, &[("notes.txt", "free text\n".to_string())]);
+    t.delivery(
+        "B07",
+        "2026-01-31",
+        FeedFormat::Csv,
+        period,
+        &[("notes.txt", "free text\n".to_string())],
+    );
 
     let report = load(&t.options(), &pseudonymiser()).await.expect("load");
     let mut got: Vec<(String, String, String)> = report
         .rejected
         .iter()
-        .map(|r| (r.source_org.clone(), r.problem.file.clone(), r.problem.reason.code().to_string()))
+        .map(|r| {
+            (
+                r.source_org.clone(),
+                r.problem.file.clone(),
+                r.problem.reason.code().to_string(),
+            )
+        })
         .collect();
     got.sort();
     let want: Vec<(String, String, String)> = [
@@ -535,14 +728,24 @@ async fn every_delivery_level_fault_rejects_the_delivery_names_the_file_and_land
     assert_eq!(got, want);
     for r in &report.rejected {
         let message = r.describe();
-        assert!(message.contains(&r.problem.file) && message.contains(&r.source_org), "{message}");
+        assert!(
+            message.contains(&r.problem.file) && message.contains(&r.source_org),
+            "{message}"
+        );
         assert!(!message.contains(&a), "message shows an NHS number");
     }
     let store = t.store();
-    assert_eq!(count(&store, Table::Patients).await, 0, "nothing from a rejected delivery lands");
+    assert_eq!(
+        count(&store, Table::Patients).await,
+        0,
+        "nothing from a rejected delivery lands"
+    );
     let q = quarantine_rows(&store).await;
     assert_eq!(q.len(), 8);
-    assert!(q.iter().all(|(_, _, line, _)| line.is_none()), "delivery-level records have no line");
+    assert!(
+        q.iter().all(|(_, _, line, _)| line.is_none()),
+        "delivery-level records have no line"
+    );
     let ledger = rows(&store, Table::Deliveries, "SELECT status FROM t").await;
     assert!(texts(&ledger, 0).iter().all(|s| s == "rejected"));
 }
@@ -567,10 +770,19 @@ async fn redelivery_is_idempotent_and_a_new_delivery_supersedes_its_period_only(
         s
     };
     // Full extract: two people, events in 2018, 2020 and 2025.
-    t.delivery("C01", "2026-01-01", FeedFormat::Csv, ("1900-01-01", "2026-01-01"), &[
-        ("patients.csv", patients(&[&a, &b])),
-        ("events.csv", events(&[(&a, "2018-05-01"), (&a, "2020-05-01"), (&b, "2025-05-01")])),
-    ]);
+    t.delivery(
+        "C01",
+        "2026-01-01",
+        FeedFormat::Csv,
+        ("1900-01-01", "2026-01-01"),
+        &[
+            ("patients.csv", patients(&[&a, &b])),
+            (
+                "events.csv",
+                events(&[(&a, "2018-05-01"), (&a, "2020-05-01"), (&b, "2025-05-01")]),
+            ),
+        ],
+    );
     let store = t.store();
     let first = load(&t.options(), &pseudonymiser()).await.expect("load");
     assert_eq!(first.landed_deliveries, 1);
@@ -583,18 +795,38 @@ async fn redelivery_is_idempotent_and_a_new_delivery_supersedes_its_period_only(
 
     // A monthly extract for 2025 onwards: replaces 2025-26 events, keeps 2018 and 2020;
     // its patient list (only b) replaces the source's patients.
-    t.delivery("C01", "2026-02-01", FeedFormat::Csv, ("2025-01-01", "2026-02-01"), &[
-        ("patients.csv", patients(&[&b])),
-        ("events.csv", events(&[(&b, "2025-06-01"), (&b, "2026-01-15")])),
-    ]);
+    t.delivery(
+        "C01",
+        "2026-02-01",
+        FeedFormat::Csv,
+        ("2025-01-01", "2026-02-01"),
+        &[
+            ("patients.csv", patients(&[&b])),
+            ("events.csv", events(&[(&b, "2025-06-01"), (&b, "2026-01-15")])),
+        ],
+    );
     let second = load(&t.options(), &pseudonymiser()).await.expect("load");
     assert_eq!((second.landed_deliveries, second.skipped_unchanged), (1, 1));
-    let dates = rows(&store, Table::ClinicalEvents, "SELECT CAST(event_date AS VARCHAR) AS d FROM t ORDER BY d").await;
-    assert_eq!(texts(&dates, 0), vec!["2018-05-01", "2020-05-01", "2025-06-01", "2026-01-15"]);
+    let dates = rows(
+        &store,
+        Table::ClinicalEvents,
+        "SELECT CAST(event_date AS VARCHAR) AS d FROM t ORDER BY d",
+    )
+    .await;
+    assert_eq!(
+        texts(&dates, 0),
+        vec!["2018-05-01", "2020-05-01", "2025-06-01", "2026-01-15"]
+    );
     assert_eq!(count(&store, Table::Patients).await, 1);
 
     // An older delivery arriving late may not overwrite newer data.
-    t.delivery("C01", "2025-12-01", FeedFormat::Csv, ("1900-01-01", "2025-12-01"), &[("patients.csv", patients(&[&a]))]);
+    t.delivery(
+        "C01",
+        "2025-12-01",
+        FeedFormat::Csv,
+        ("1900-01-01", "2025-12-01"),
+        &[("patients.csv", patients(&[&a]))],
+    );
     let late = load(&t.options(), &pseudonymiser()).await.expect("load");
     assert_eq!(late.rejected.len(), 1);
     assert_eq!(late.rejected[0].problem.reason.code(), "stale_delivery");
@@ -614,13 +846,28 @@ async fn opt_outs_are_excluded_at_load_and_removed_retroactively() {
     // At load: the first 20 people are never landed.
     let at_load: Vec<&String> = numbers[..20].to_vec();
     let list = dir.path().join("optout-1.txt");
-    std::fs::write(&list, format!("nhs_number\n{}\n", at_load.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n"))).expect("write");
+    std::fs::write(
+        &list,
+        format!(
+            "nhs_number\n{}\n",
+            at_load.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
+        ),
+    )
+    .expect("write");
     let mut opts = options(&region, &dir.path().join("store"));
     opts.optout = Some(list);
     let report = load(&opts, &p).await.expect("load");
-    assert!(report.optout_excluded > 20, "their rows were counted, {}", report.optout_excluded);
+    assert!(
+        report.optout_excluded > 20,
+        "their rows were counted, {}",
+        report.optout_excluded
+    );
     let store = opts.store.clone();
-    let landed: HashSet<i64> = person_ids(&store, Table::ClinicalEvents, "").await.union(&person_ids(&store, Table::Patients, "").await).copied().collect();
+    let landed: HashSet<i64> = person_ids(&store, Table::ClinicalEvents, "")
+        .await
+        .union(&person_ids(&store, Table::Patients, "").await)
+        .copied()
+        .collect();
     assert!(at_load.iter().all(|n| !landed.contains(&pid(n))));
 
     // Later: 30 more opt out; their landed rows go, and the counts say how many.
@@ -629,14 +876,28 @@ async fn opt_outs_are_excluded_at_load_and_removed_retroactively() {
     let mut before = BTreeMap::new();
     for table in Table::PERSONAL {
         let all = rows(&store, table, "SELECT person_id FROM t").await;
-        before.insert(table.name(), landing::int64_values(&all, 0).iter().filter(|id| later_ids.contains(id)).count() as u64);
+        before.insert(
+            table.name(),
+            landing::int64_values(&all, 0)
+                .iter()
+                .filter(|id| later_ids.contains(id))
+                .count() as u64,
+        );
     }
     assert!(before["clinical_events"] > 0);
     let list = dir.path().join("optout-2.txt");
-    std::fs::write(&list, later.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n") + "\nnot-a-number\n").expect("write");
-    let applied = poplar_loaders::optout::apply(&store, &poplar_loaders::optout::OptOutList::read(&list, &p).expect("list"), "test")
-        .await
-        .expect("apply");
+    std::fs::write(
+        &list,
+        later.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n") + "\nnot-a-number\n",
+    )
+    .expect("write");
+    let applied = poplar_loaders::optout::apply(
+        &store,
+        &poplar_loaders::optout::OptOutList::read(&list, &p).expect("list"),
+        "test",
+    )
+    .await
+    .expect("apply");
     assert_eq!(applied.newly_opted_out, 30);
     assert_eq!(applied.invalid_entries, 1);
     assert_eq!(applied.rows_removed, before);
@@ -644,7 +905,13 @@ async fn opt_outs_are_excluded_at_load_and_removed_retroactively() {
         assert!(person_ids(&store, table, "").await.is_disjoint(&later_ids), "{table:?}");
     }
     // Applying again removes nothing more; reloading unchanged deliveries brings nobody back.
-    let again = poplar_loaders::optout::apply(&store, &poplar_loaders::optout::OptOutList::read(&list, &p).expect("list"), "test").await.expect("apply");
+    let again = poplar_loaders::optout::apply(
+        &store,
+        &poplar_loaders::optout::OptOutList::read(&list, &p).expect("list"),
+        "test",
+    )
+    .await
+    .expect("apply");
     assert_eq!((again.newly_opted_out, again.already_recorded), (0, 30));
     let mut opts = options(&region, &dir.path().join("store"));
     opts.optout = None;
@@ -665,11 +932,18 @@ async fn a_crash_between_table_commits_is_invisible_and_the_next_run_repairs_it(
     // A dying run got as far as committing half-written rows to one table.
     let batch = arrow::record_batch::RecordBatch::try_new(
         Table::OptOuts.schema(),
-        vec![std::sync::Arc::new(arrow::array::Int64Array::from(vec![1_i64])), std::sync::Arc::new(arrow::array::TimestampMicrosecondArray::from(vec![0_i64]).with_timezone("UTC"))],
+        vec![
+            std::sync::Arc::new(arrow::array::Int64Array::from(vec![1_i64])),
+            std::sync::Arc::new(arrow::array::TimestampMicrosecondArray::from(vec![0_i64]).with_timezone("UTC")),
+        ],
     )
     .expect("batch");
-    landing::write(&store, Table::OptOuts, vec![batch], landing::WriteMode::Append).await.expect("stray write");
-    landing::delete(&store, Table::ClinicalEvents, deltalake::datafusion::prelude::lit(true)).await.expect("stray delete");
+    landing::write(&store, Table::OptOuts, vec![batch], landing::WriteMode::Append)
+        .await
+        .expect("stray write");
+    landing::delete(&store, Table::ClinicalEvents, deltalake::datafusion::prelude::lit(true))
+        .await
+        .expect("stray delete");
 
     // Readers at the snapshot see none of it.
     assert_eq!(snapshot(&store).await, snap);
@@ -690,7 +964,10 @@ async fn a_crash_between_table_commits_is_invisible_and_the_next_run_repairs_it(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_path_runs_against_a_real_s3_server() {
     let Ok(bucket) = std::env::var("POPLAR_TEST_S3_BUCKET") else {
-        assert!(std::env::var("CI").is_err(), "CI must run the S3 test: ci/test sets POPLAR_TEST_S3_BUCKET");
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run the S3 test: ci/test sets POPLAR_TEST_S3_BUCKET"
+        );
         eprintln!("skipped: POPLAR_TEST_S3_BUCKET is not set (ci/test starts SeaweedFS and sets it)");
         return;
     };
@@ -701,17 +978,34 @@ async fn the_whole_path_runs_against_a_real_s3_server() {
     opts.store = Store::parse(&prefix).expect("s3 url");
     let report = load(&opts, &pseudonymiser()).await.expect("load to s3");
     assert_eq!(report.landed_deliveries, small_mix().total());
-    assert_eq!(count(&opts.store, Table::ClinicalEvents).await, report.rows_landed["clinical_events"]);
+    assert_eq!(
+        count(&opts.store, Table::ClinicalEvents).await,
+        report.rows_landed["clinical_events"]
+    );
     let again = load(&opts, &pseudonymiser()).await.expect("reload");
     assert_eq!(again.skipped_unchanged, small_mix().total());
     // Retroactive opt-out rewrites files in S3 too.
     let ids = input_identifiers(&region);
-    let some: Vec<&String> = ids.nhs_numbers.iter().filter(|n| NhsNumber::parse(n).is_ok()).take(10).collect();
+    let some: Vec<&String> = ids
+        .nhs_numbers
+        .iter()
+        .filter(|n| NhsNumber::parse(n).is_ok())
+        .take(10)
+        .collect();
     let list = dir.path().join("optout.txt");
     std::fs::write(&list, some.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")).expect("write");
     let p = pseudonymiser();
-    let applied = poplar_loaders::optout::apply(&opts.store, &poplar_loaders::optout::OptOutList::read(&list, &p).expect("list"), "s3").await.expect("apply");
+    let applied = poplar_loaders::optout::apply(
+        &opts.store,
+        &poplar_loaders::optout::OptOutList::read(&list, &p).expect("list"),
+        "s3",
+    )
+    .await
+    .expect("apply");
     assert_eq!(applied.newly_opted_out, 10);
-    let gone: HashSet<i64> = some.iter().map(|n| p.person_id(&NhsNumber::parse(n).expect("valid"))).collect();
+    let gone: HashSet<i64> = some
+        .iter()
+        .map(|n| p.person_id(&NhsNumber::parse(n).expect("valid")))
+        .collect();
     assert!(person_ids(&opts.store, Table::Patients, "").await.is_disjoint(&gone));
 }

@@ -28,7 +28,11 @@ pub const CLUSTERS: &[Cluster] = &[
     cluster!("AFIB_COD", "afib_cod.csv", "atrial fibrillation diagnosis"),
     cluster!("AST_COD", "ast_cod.csv", "asthma diagnosis"),
     cluster!("CHD_COD", "chd_cod.csv", "coronary heart disease diagnosis"),
-    cluster!("CKD_COD", "ckd_cod.csv", "chronic kidney disease diagnosis (stages 1-5)"),
+    cluster!(
+        "CKD_COD",
+        "ckd_cod.csv",
+        "chronic kidney disease diagnosis (stages 1-5)"
+    ),
     cluster!("CKD1AND2_COD", "ckd1and2_cod.csv", "chronic kidney disease stage 1-2"),
     cluster!("COPD_COD", "copd_cod.csv", "COPD diagnosis"),
     cluster!("COPDRES_COD", "copdres_cod.csv", "COPD resolved"),

@@ -24,18 +24,34 @@ pub struct Register {
 }
 
 const fn register(id: &'static str, name: &'static str, diagnosis: &'static str, min_age: u32) -> Register {
-    Register { id, name, diagnosis, resolved: None, excluded_latest: None, min_age }
+    Register {
+        id,
+        name,
+        diagnosis,
+        resolved: None,
+        excluded_latest: None,
+        min_age,
+    }
 }
 
 /// The registers Poplar serves.
 pub const REGISTERS: &[Register] = &[
     register("diabetes", "Diabetes mellitus", "DM_COD", 17),
-    Register { resolved: Some("HYPRES_COD"), ..register("hypertension", "Hypertension", "HYP_COD", 0) },
+    Register {
+        resolved: Some("HYPRES_COD"),
+        ..register("hypertension", "Hypertension", "HYP_COD", 0)
+    },
     register("asthma", "Asthma", "AST_COD", 6),
-    Register { resolved: Some("COPDRES_COD"), ..register("copd", "Chronic obstructive pulmonary disease", "COPD_COD", 0) },
+    Register {
+        resolved: Some("COPDRES_COD"),
+        ..register("copd", "Chronic obstructive pulmonary disease", "COPD_COD", 0)
+    },
     register("chd", "Coronary heart disease", "CHD_COD", 0),
     register("atrial_fibrillation", "Atrial fibrillation", "AFIB_COD", 0),
-    Register { excluded_latest: Some("CKD1AND2_COD"), ..register("ckd", "Chronic kidney disease stages 3-5", "CKD_COD", 18) },
+    Register {
+        excluded_latest: Some("CKD1AND2_COD"),
+        ..register("ckd", "Chronic kidney disease stages 3-5", "CKD_COD", 18)
+    },
     register("heart_failure", "Heart failure", "HF_COD", 0),
     register("dementia", "Dementia", "DEM_COD", 0),
     register("depression", "Depression", "DEPR_COD", 18),
@@ -68,7 +84,11 @@ pub fn latest_codes_sql(reference: &str) -> String {
 /// Every register's members on `reference`, judged from `latest_codes` (see
 /// [`latest_codes_sql`]): `person_id, practice, register, latest_code_date`.
 pub fn membership_sql(latest_codes: &str, reference: &str) -> String {
-    REGISTERS.iter().map(|r| r.sql(latest_codes, reference)).collect::<Vec<_>>().join(" UNION ALL ")
+    REGISTERS
+        .iter()
+        .map(|r| r.sql(latest_codes, reference))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
 }
 
 impl Register {
@@ -120,6 +140,9 @@ mod tests {
         ids.sort_unstable();
         ids.dedup();
         assert_eq!(ids.len(), REGISTERS.len());
-        assert!(ids.iter().all(|id| id.chars().all(|c| c.is_ascii_lowercase() || c == '_')));
+        assert!(
+            ids.iter()
+                .all(|id| id.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        );
     }
 }

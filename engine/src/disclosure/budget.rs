@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::policy::Policy;
-use crate::session::Principal;
 use crate::EngineError;
+use crate::session::Principal;
 
 #[derive(Debug, Default)]
 pub struct Budget {
@@ -23,7 +23,12 @@ impl Budget {
     }
 
     pub fn charge_on(&self, policy: &Policy, principal: &Principal, today: NaiveDate) -> Result<(), EngineError> {
-        let Some(limit) = policy.daily_budget.get(&principal.role).copied().filter(|_| policy.noised(principal.role)) else {
+        let Some(limit) = policy
+            .daily_budget
+            .get(&principal.role)
+            .copied()
+            .filter(|_| policy.noised(principal.role))
+        else {
             return Ok(());
         };
         let mut used = match self.used.lock() {
@@ -70,16 +75,24 @@ mod tests {
         let mut policy = Policy::new(vec![1; 32]).expect("key");
         policy.daily_budget.insert(Role::Researcher, 3);
         let budget = Budget::default();
-        let rita = Principal { user: "rita".into(), role: Role::Researcher };
+        let rita = Principal {
+            user: "rita".into(),
+            role: Role::Researcher,
+        };
         let day = NaiveDate::from_ymd_opt(2026, 11, 22).expect("date");
         for _ in 0..3 {
             budget.charge_on(&policy, &rita, day).expect("within budget");
         }
         let err = budget.charge_on(&policy, &rita, day).expect_err("over budget");
         assert!(err.to_string().contains("rule 5"), "{err}");
-        budget.charge_on(&policy, &rita, day.succ_opt().expect("date")).expect("a new day");
+        budget
+            .charge_on(&policy, &rita, day.succ_opt().expect("date"))
+            .expect("a new day");
         // Analysts are not noised, so not budgeted; stewards are not under control at all.
-        let ann = Principal { user: "ann".into(), role: Role::Analyst };
+        let ann = Principal {
+            user: "ann".into(),
+            role: Role::Analyst,
+        };
         for _ in 0..10 {
             budget.charge_on(&policy, &ann, day).expect("no budget");
         }

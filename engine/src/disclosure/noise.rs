@@ -64,7 +64,9 @@ mod tests {
     #[test]
     fn noise_has_the_stated_spread() {
         // Different people and different questions: both layers vary.
-        let draws: Vec<f64> = (0..20_000).map(|i| sticky(b"k", 2.0, "count(*)", i, format!("plan {i}").as_bytes(), b"")).collect();
+        let draws: Vec<f64> = (0..20_000)
+            .map(|i| sticky(b"k", 2.0, "count(*)", i, format!("plan {i}").as_bytes(), b""))
+            .collect();
         let mean = draws.iter().sum::<f64>() / draws.len() as f64;
         let sd = (draws.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / draws.len() as f64).sqrt();
         assert!(mean.abs() < 0.05, "mean {mean}");
@@ -74,7 +76,9 @@ mod tests {
     #[test]
     fn the_people_layer_alone_carries_half_the_variance() {
         // Same question, different people: only the people layer varies.
-        let draws: Vec<f64> = (0..20_000).map(|i| sticky(b"k", 2.0, "count(*)", i, b"plan", b"")).collect();
+        let draws: Vec<f64> = (0..20_000)
+            .map(|i| sticky(b"k", 2.0, "count(*)", i, b"plan", b""))
+            .collect();
         let mean = draws.iter().sum::<f64>() / draws.len() as f64;
         let sd = (draws.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / draws.len() as f64).sqrt();
         assert!((sd - 2.0 * std::f64::consts::FRAC_1_SQRT_2).abs() < 0.05, "sd {sd}");

@@ -6,8 +6,8 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::session::Role;
 use crate::EngineError;
+use crate::session::Role;
 
 /// Minimum distinct people behind every released group (rule 2).
 pub const MIN_PEOPLE_FLOOR: u64 = 8;
@@ -94,7 +94,9 @@ impl Policy {
 
     /// Apply a deployment's settings, refusing any that would weaken a floor.
     pub fn stricter(mut self, file: PolicyFile) -> Result<Self, EngineError> {
-        let weaker = |what: &str, floor: String| EngineError::Config(format!("{what} may be made stricter, not weaker (floor {floor})"));
+        let weaker = |what: &str, floor: String| {
+            EngineError::Config(format!("{what} may be made stricter, not weaker (floor {floor})"))
+        };
         if let Some(k) = file.min_people {
             if k < self.min_people {
                 return Err(weaker("min_people", self.min_people.to_string()));
@@ -137,7 +139,9 @@ impl Policy {
         if let Some(budgets) = file.daily_budget {
             for (role, budget) in budgets {
                 if role == Role::Steward {
-                    return Err(EngineError::Config("stewards are not under disclosure control; give them no budget".into()));
+                    return Err(EngineError::Config(
+                        "stewards are not under disclosure control; give them no budget".into(),
+                    ));
                 }
                 let ceiling = self.daily_budget.get(&role).copied().unwrap_or(DAILY_BUDGET_CEILING);
                 if budget > ceiling {
@@ -152,8 +156,10 @@ impl Policy {
     pub fn from_file(noise_key: Vec<u8>, path: Option<&Path>) -> Result<Self, EngineError> {
         let policy = Self::new(noise_key)?;
         let Some(path) = path else { return Ok(policy) };
-        let text = std::fs::read_to_string(path).map_err(|e| EngineError::Config(format!("{}: {e}", path.display())))?;
-        let file: PolicyFile = toml::from_str(&text).map_err(|e| EngineError::Config(format!("{}: {e}", path.display())))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| EngineError::Config(format!("{}: {e}", path.display())))?;
+        let file: PolicyFile =
+            toml::from_str(&text).map_err(|e| EngineError::Config(format!("{}: {e}", path.display())))?;
         policy.stricter(file)
     }
 
@@ -185,17 +191,43 @@ mod tests {
     #[test]
     fn a_deployment_may_tighten_but_never_loosen() {
         let tighter = policy()
-            .stricter(PolicyFile { min_people: Some(10), round_to: Some(10), noise_sd: Some(3.0), ..Default::default() })
+            .stricter(PolicyFile {
+                min_people: Some(10),
+                round_to: Some(10),
+                noise_sd: Some(3.0),
+                ..Default::default()
+            })
             .expect("stricter is fine");
         assert_eq!((tighter.min_people, tighter.round_to), (10, 10));
         for weaker in [
-            PolicyFile { min_people: Some(5), ..Default::default() },
-            PolicyFile { suppress_up_to: Some(3), ..Default::default() },
-            PolicyFile { round_to: Some(1), ..Default::default() },
-            PolicyFile { round_to: Some(7), ..Default::default() },
-            PolicyFile { noise_sd: Some(0.0), ..Default::default() },
-            PolicyFile { noised_roles: Some(vec![Role::Researcher]), ..Default::default() },
-            PolicyFile { daily_budget: Some(BTreeMap::from([(Role::Researcher, 100_000)])), ..Default::default() },
+            PolicyFile {
+                min_people: Some(5),
+                ..Default::default()
+            },
+            PolicyFile {
+                suppress_up_to: Some(3),
+                ..Default::default()
+            },
+            PolicyFile {
+                round_to: Some(1),
+                ..Default::default()
+            },
+            PolicyFile {
+                round_to: Some(7),
+                ..Default::default()
+            },
+            PolicyFile {
+                noise_sd: Some(0.0),
+                ..Default::default()
+            },
+            PolicyFile {
+                noised_roles: Some(vec![Role::Researcher]),
+                ..Default::default()
+            },
+            PolicyFile {
+                daily_budget: Some(BTreeMap::from([(Role::Researcher, 100_000)])),
+                ..Default::default()
+            },
         ] {
             let err = policy().stricter(weaker).expect_err("weaker is refused");
             assert!(err.to_string().contains("stricter, not weaker"), "{err}");
@@ -210,13 +242,19 @@ mod tests {
     #[test]
     fn rounding_to_five() {
         let p = policy();
-        let got: Vec<f64> = [0.0, 8.0, 12.0, 12.5, 13.0, 1003.0].iter().map(|v| p.round(*v)).collect();
+        let got: Vec<f64> = [0.0, 8.0, 12.0, 12.5, 13.0, 1003.0]
+            .iter()
+            .map(|v| p.round(*v))
+            .collect();
         assert_eq!(got, vec![0.0, 10.0, 10.0, 15.0, 15.0, 1005.0]);
     }
 
     #[test]
     fn midpoint_six() {
-        let p = Policy { rounding: Rounding::Midpoint6, ..policy() };
+        let p = Policy {
+            rounding: Rounding::Midpoint6,
+            ..policy()
+        };
         let got: Vec<f64> = [0.0, 7.0, 12.0, 13.0, 18.0, 19.0].iter().map(|v| p.round(*v)).collect();
         assert_eq!(got, vec![0.0, 9.0, 9.0, 15.0, 15.0, 21.0]);
     }

@@ -9,8 +9,9 @@ use arrow::array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, Reco
 use arrow::compute::{cast, concat_batches, filter_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::util::display::array_value_to_string;
-use deltalake::datafusion::common::{DFSchema, DFSchemaRef, Result as DfResult, internal_err};
+use deltalake::datafusion::catalog::Session;
 use deltalake::datafusion::common::tree_node::TreeNodeRecursion;
+use deltalake::datafusion::common::{DFSchema, DFSchemaRef, Result as DfResult, internal_err};
 use deltalake::datafusion::execution::context::QueryPlanner;
 use deltalake::datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use deltalake::datafusion::logical_expr::{Expr, LogicalPlan, UserDefinedLogicalNode, UserDefinedLogicalNodeCore};
@@ -21,7 +22,6 @@ use deltalake::datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, Partitioning, PlanProperties, ReplaceChildrenOptions,
 };
 use deltalake::datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
-use deltalake::datafusion::catalog::Session;
 use futures::TryStreamExt;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -150,7 +150,11 @@ impl ProtectNode {
             p.suppress_up_to,
             p.rounding,
             p.round_to,
-            if self.spec.noised { format!("sd {}", p.noise_sd) } else { "off".into() },
+            if self.spec.noised {
+                format!("sd {}", p.noise_sd)
+            } else {
+                "off".into()
+            },
             cells.join(", ")
         )
     }
@@ -217,7 +221,9 @@ impl ProtectExec {
         if spec.cells.len() > in_schema.fields().len() {
             return internal_err!("Protect has more cells than its input has columns");
         }
-        let fields: Vec<Field> = (0..spec.cells.len()).map(|i| protected_field(in_schema.field(i), &spec.cells[i].0)).collect();
+        let fields: Vec<Field> = (0..spec.cells.len())
+            .map(|i| protected_field(in_schema.field(i), &spec.cells[i].0))
+            .collect();
         let schema = Arc::new(Schema::new_with_metadata(fields, in_schema.metadata().clone()));
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(schema.clone()),
@@ -225,13 +231,22 @@ impl ProtectExec {
             EmissionType::Final,
             Boundedness::Bounded,
         ));
-        Ok(Self { input, spec, schema, properties })
+        Ok(Self {
+            input,
+            spec,
+            schema,
+            properties,
+        })
     }
 }
 
 impl DisplayAs for ProtectExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "ProtectExec: min_people={}, noise={}", self.spec.policy.min_people, self.spec.noised)
+        write!(
+            f,
+            "ProtectExec: min_people={}, noise={}",
+            self.spec.policy.min_people, self.spec.noised
+        )
     }
 }
 
@@ -252,17 +267,27 @@ impl ExecutionPlan for ProtectExec {
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
         vec![&self.input]
     }
-    fn apply_expressions(&self, _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>) -> DfResult<TreeNodeRecursion> {
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
         Ok(TreeNodeRecursion::Continue)
     }
-    fn replace_children(self: Arc<Self>, mut children: Vec<Arc<dyn ExecutionPlan>>, _options: ReplaceChildrenOptions) -> DfResult<Arc<dyn ExecutionPlan>> {
+    fn replace_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        _options: ReplaceChildrenOptions,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
         if children.len() != 1 {
             return internal_err!("ProtectExec takes one input");
         }
         Ok(Arc::new(ProtectExec::new(children.swap_remove(0), self.spec.clone())?))
     }
     fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
-        self.replace_children(children, ReplaceChildrenOptions::new(deltalake::datafusion::physical_plan::ChildrenPropertiesMode::Recompute))
+        self.replace_children(
+            children,
+            ReplaceChildrenOptions::new(deltalake::datafusion::physical_plan::ChildrenPropertiesMode::Recompute),
+        )
     }
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
         if partition != 0 {
@@ -275,7 +300,10 @@ impl ExecutionPlan for ProtectExec {
             let whole = concat_batches(&in_schema, &batches)?;
             Ok(release(&spec, &schema, &whole)?)
         };
-        Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), futures::stream::once(released))))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            futures::stream::once(released),
+        )))
     }
 }
 
@@ -283,12 +311,20 @@ impl ExecutionPlan for ProtectExec {
 
 fn as_f64(array: &ArrayRef) -> Result<Float64Array, arrow::error::ArrowError> {
     let cast = cast(array, &DataType::Float64)?;
-    Ok(cast.as_any().downcast_ref::<Float64Array>().cloned().unwrap_or_else(|| Float64Array::from(vec![None; array.len()])))
+    Ok(cast
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .cloned()
+        .unwrap_or_else(|| Float64Array::from(vec![None; array.len()])))
 }
 
 fn as_i64(array: &ArrayRef) -> Result<Int64Array, arrow::error::ArrowError> {
     let cast = cast(array, &DataType::Int64)?;
-    Ok(cast.as_any().downcast_ref::<Int64Array>().cloned().unwrap_or_else(|| Int64Array::from(vec![None; array.len()])))
+    Ok(cast
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .cloned()
+        .unwrap_or_else(|| Int64Array::from(vec![None; array.len()])))
 }
 
 /// Which grouping-set columns each row aggregates over (bit set = column rolled up), from
@@ -298,20 +334,42 @@ fn rolled_up(ids: &Int64Array, keys: usize) -> Vec<u64> {
     (0..ids.len()).map(|r| (ids.value(r) as u64) & mask).collect()
 }
 
-fn release(spec: &ProtectSpec, schema: &SchemaRef, input: &RecordBatch) -> Result<RecordBatch, arrow::error::ArrowError> {
+fn release(
+    spec: &ProtectSpec,
+    schema: &SchemaRef,
+    input: &RecordBatch,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
     let policy = &spec.policy;
     let rows = input.num_rows();
     let people = as_i64(input.column(spec.people))?;
     let digest = as_i64(input.column(spec.digest))?;
-    let small: Vec<bool> = (0..rows).map(|r| people.is_null(r) || (people.value(r) as u64) < policy.min_people).collect();
-    let key_columns: Vec<usize> = spec.cells.iter().enumerate().filter(|(_, (c, _))| *c == Cell::Key).map(|(i, _)| i).collect();
+    let small: Vec<bool> = (0..rows)
+        .map(|r| people.is_null(r) || (people.value(r) as u64) < policy.min_people)
+        .collect();
+    let key_columns: Vec<usize> = spec
+        .cells
+        .iter()
+        .enumerate()
+        .filter(|(_, (c, _))| *c == Cell::Key)
+        .map(|(i, _)| i)
+        .collect();
     // Each row's group key as text, per key column (secondary suppression matches
     // families on them) and joined (it seeds the question layer of the noise).
     let keys = group_keys_by_column(input, &key_columns)?;
-    let group_keys: Vec<Vec<u8>> = keys.iter().map(|k| k.iter().flat_map(|v| v.bytes().chain([0x1f])).collect()).collect();
+    let group_keys: Vec<Vec<u8>> = keys
+        .iter()
+        .map(|k| k.iter().flat_map(|v| v.bytes().chain([0x1f])).collect())
+        .collect();
     let noise_sd = if spec.noised { policy.noise_sd } else { 0.0 };
     let noise = |r: usize, text: &str| {
-        noise::sticky(&policy.noise_key, noise_sd, text, digest.value(r), spec.question.as_bytes(), &group_keys[r])
+        noise::sticky(
+            &policy.noise_key,
+            noise_sd,
+            text,
+            digest.value(r),
+            spec.question.as_bytes(),
+            &group_keys[r],
+        )
     };
 
     // Primary suppression and release, column by column. `true_values` keeps the true
@@ -347,7 +405,12 @@ fn release(spec: &ProtectSpec, schema: &SchemaRef, input: &RecordBatch) -> Resul
                         Some(policy.round(noisy).max(floor))
                     })
                     .collect();
-                true_values.insert(i, (0..rows).map(|r| if counts.is_null(r) { 0.0 } else { counts.value(r) as f64 }).collect());
+                true_values.insert(
+                    i,
+                    (0..rows)
+                        .map(|r| if counts.is_null(r) { 0.0 } else { counts.value(r) as f64 })
+                        .collect(),
+                );
                 suppressed.insert(i, hidden);
                 out
             }
@@ -380,7 +443,12 @@ fn release(spec: &ProtectSpec, schema: &SchemaRef, input: &RecordBatch) -> Resul
                     })
                     .collect();
                 if is_sum {
-                    true_values.insert(i, (0..rows).map(|r| if v.is_null(r) { 0.0 } else { v.value(r).abs() }).collect());
+                    true_values.insert(
+                        i,
+                        (0..rows)
+                            .map(|r| if v.is_null(r) { 0.0 } else { v.value(r).abs() })
+                            .collect(),
+                    );
                 }
                 suppressed.insert(i, hidden);
                 out
@@ -420,20 +488,35 @@ fn release(spec: &ProtectSpec, schema: &SchemaRef, input: &RecordBatch) -> Resul
         }
     }
 
-    let cells_suppressed: u64 = suppressed.values().map(|h| h.iter().filter(|x| **x).count() as u64).sum();
-    spec.stats.cells_suppressed.fetch_add(cells_suppressed, Ordering::Relaxed);
+    let cells_suppressed: u64 = suppressed
+        .values()
+        .map(|h| h.iter().filter(|x| **x).count() as u64)
+        .sum();
+    spec.stats
+        .cells_suppressed
+        .fetch_add(cells_suppressed, Ordering::Relaxed);
     let batch = RecordBatch::try_new(schema.clone(), columns)?;
     if spec.drop_small_groups {
         let keep = BooleanArray::from(small.iter().map(|s| !s).collect::<Vec<_>>());
-        spec.stats.groups_withheld.fetch_add(small.iter().filter(|s| **s).count() as u64, Ordering::Relaxed);
+        spec.stats
+            .groups_withheld
+            .fetch_add(small.iter().filter(|s| **s).count() as u64, Ordering::Relaxed);
         return filter_record_batch(&batch, &keep);
     }
     Ok(batch)
 }
 
-fn group_keys_by_column(input: &RecordBatch, key_columns: &[usize]) -> Result<Vec<Vec<String>>, arrow::error::ArrowError> {
+fn group_keys_by_column(
+    input: &RecordBatch,
+    key_columns: &[usize],
+) -> Result<Vec<Vec<String>>, arrow::error::ArrowError> {
     (0..input.num_rows())
-        .map(|r| key_columns.iter().map(|&c| array_value_to_string(input.column(c), r)).collect())
+        .map(|r| {
+            key_columns
+                .iter()
+                .map(|&c| array_value_to_string(input.column(c), r))
+                .collect()
+        })
         .collect()
 }
 
@@ -446,7 +529,10 @@ fn secondary(masks: &[u64], keys: &[Vec<String>], truth: &[f64], hidden: &mut [b
     // Index rows by (mask, visible key values) to find families fast.
     let key_of = |r: usize, mask: u64| -> Vec<&str> {
         let n = keys[r].len();
-        (0..n).filter(|c| mask & (1u64 << (n - 1 - c)) == 0).map(|c| keys[r][c].as_str()).collect()
+        (0..n)
+            .filter(|c| mask & (1u64 << (n - 1 - c)) == 0)
+            .map(|c| keys[r][c].as_str())
+            .collect()
     };
     let mut relations: Vec<(usize, Vec<usize>)> = Vec::new();
     let mut by_mask: HashMap<u64, Vec<usize>> = HashMap::new();
@@ -505,8 +591,12 @@ impl ExtensionPlanner for ProtectPlanner {
         _session: &dyn Session,
         _planning_ctx: &deltalake::datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext,
     ) -> DfResult<Option<Arc<dyn ExecutionPlan>>> {
-        let Some(protect) = node.as_any().downcast_ref::<ProtectNode>() else { return Ok(None) };
-        let [input] = physical_inputs else { return internal_err!("Protect takes one input") };
+        let Some(protect) = node.as_any().downcast_ref::<ProtectNode>() else {
+            return Ok(None);
+        };
+        let [input] = physical_inputs else {
+            return internal_err!("Protect takes one input");
+        };
         Ok(Some(Arc::new(ProtectExec::new(input.clone(), protect.spec.clone())?)))
     }
 }
@@ -517,7 +607,11 @@ pub struct PoplarQueryPlanner;
 
 #[async_trait::async_trait]
 impl QueryPlanner for PoplarQueryPlanner {
-    async fn create_physical_plan(&self, logical_plan: &LogicalPlan, session_state: &dyn Session) -> DfResult<Arc<dyn ExecutionPlan>> {
+    async fn create_physical_plan(
+        &self,
+        logical_plan: &LogicalPlan,
+        session_state: &dyn Session,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
         DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(ProtectPlanner)])
             .create_physical_plan(logical_plan, session_state)
             .await
@@ -536,7 +630,11 @@ mod tests {
         let truth = [130.0, 3.0, 60.0, 67.0];
         let mut hidden = [false, true, false, false];
         secondary(&masks, &keys, &truth, &mut hidden);
-        assert_eq!(hidden, [false, true, true, false], "the next smallest practice is suppressed too");
+        assert_eq!(
+            hidden,
+            [false, true, true, false],
+            "the next smallest practice is suppressed too"
+        );
     }
 
     #[test]

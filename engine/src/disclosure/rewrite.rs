@@ -22,7 +22,9 @@
 
 use deltalake::datafusion::common::config::ConfigOptions;
 use deltalake::datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use deltalake::datafusion::common::{Column, DFSchema, ExprSchema, DataFusionError, Result, ScalarValue, TableReference};
+use deltalake::datafusion::common::{
+    Column, DFSchema, DataFusionError, ExprSchema, Result, ScalarValue, TableReference,
+};
 use deltalake::datafusion::functions::math::expr_fn::abs;
 use deltalake::datafusion::functions_aggregate::expr_fn::{count, max, sum};
 use deltalake::datafusion::logical_expr::expr::{AggregateFunction, Exists, InSubquery, WindowFunction};
@@ -70,7 +72,10 @@ pub const RELEASED_AGGREGATES: &str = "rule 3 (released aggregates)";
 pub const STEWARDS_ONLY: &str = "steward-only data";
 
 fn refuse<T>(rule: &'static str, message: impl Into<String>) -> Result<T> {
-    Err(DataFusionError::External(Box::new(Refusal { rule, message: message.into() })))
+    Err(DataFusionError::External(Box::new(Refusal {
+        rule,
+        message: message.into(),
+    })))
 }
 
 /// The refusal inside an error, however DataFusion wrapped it.
@@ -97,7 +102,11 @@ impl AnalyzerRule for DisclosureControl {
     }
 
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        let (plan, flow) = Rewriter { rule: self, created: std::cell::Cell::new(0) }.plan(plan, &Scope::default())?;
+        let (plan, flow) = Rewriter {
+            rule: self,
+            created: std::cell::Cell::new(0),
+        }
+        .plan(plan, &Scope::default())?;
         if flow.person {
             return refuse(
                 AGGREGATE_ONLY,
@@ -107,7 +116,10 @@ impl AnalyzerRule for DisclosureControl {
         if let Some(i) = flow.tainted.iter().position(|t| *t) {
             return refuse(
                 AGGREGATE_ONLY,
-                format!("column {} of the answer is derived from person_id, which never leaves Poplar", plan.schema().field(i).name()),
+                format!(
+                    "column {} of the answer is derived from person_id, which never leaves Poplar",
+                    plan.schema().field(i).name()
+                ),
             );
         }
         Ok(plan)
@@ -124,7 +136,10 @@ struct Flow {
 
 impl Flow {
     fn safe(width: usize) -> Self {
-        Self { person: false, tainted: vec![false; width] }
+        Self {
+            person: false,
+            tainted: vec![false; width],
+        }
     }
 }
 
@@ -150,7 +165,9 @@ fn pid_index(schema: &DFSchema) -> Option<usize> {
 
 /// Does any column `expr` reads carry taint?
 fn reads_tainted(expr: &Expr, schema: &DFSchema, tainted: &[bool]) -> bool {
-    expr.column_refs().iter().any(|c| schema.maybe_index_of_column(c).is_some_and(|i| tainted[i]))
+    expr.column_refs()
+        .iter()
+        .any(|c| schema.maybe_index_of_column(c).is_some_and(|i| tainted[i]))
 }
 
 /// Is `expr` a bare column (through aliases) that carries taint?
@@ -211,11 +228,19 @@ impl Rewriter<'_> {
                 let qualifier = scan.table_name.clone();
                 let schema = scan.projected_schema.clone();
                 if schema.field_with_unqualified_name(PERSON_ID).is_err() {
-                    return refuse(AGGREGATE_ONLY, format!("{} must be read with its person_id", qualifier.table()));
+                    return refuse(
+                        AGGREGATE_ONLY,
+                        format!("{} must be read with its person_id", qualifier.table()),
+                    );
                 }
-                let mut exprs: Vec<Expr> = schema.iter().map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name()))).collect();
+                let mut exprs: Vec<Expr> = schema
+                    .iter()
+                    .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
+                    .collect();
                 let mut tainted: Vec<bool> = schema.fields().iter().map(|f| f.name() == PERSON_ID).collect();
-                exprs.push(Expr::Column(Column::new(Some(qualifier.clone()), PERSON_ID)).alias_qualified(Some(qualifier), PID));
+                exprs.push(
+                    Expr::Column(Column::new(Some(qualifier.clone()), PERSON_ID)).alias_qualified(Some(qualifier), PID),
+                );
                 tainted.push(true);
                 let plan = LogicalPlan::Projection(Projection::try_new(exprs, Arc::new(LogicalPlan::TableScan(scan)))?);
                 Ok((plan, Flow { person: true, tainted }))
@@ -237,7 +262,13 @@ impl Rewriter<'_> {
                     tainted.push(true);
                 }
                 let plan = LogicalPlan::Projection(Projection::try_new(exprs, Arc::new(input))?);
-                Ok((plan, Flow { person: flow.person, tainted }))
+                Ok((
+                    plan,
+                    Flow {
+                        person: flow.person,
+                        tainted,
+                    },
+                ))
             }
             LogicalPlan::Filter(f) => {
                 let (input, flow) = self.plan(Arc::unwrap_or_clone(f.input), scope)?;
@@ -246,15 +277,32 @@ impl Rewriter<'_> {
             }
             LogicalPlan::Sort(s) => {
                 let (input, flow) = self.plan(Arc::unwrap_or_clone(s.input), scope)?;
-                Ok((LogicalPlan::Sort(Sort { expr: s.expr, input: Arc::new(input), fetch: s.fetch }), flow))
+                Ok((
+                    LogicalPlan::Sort(Sort {
+                        expr: s.expr,
+                        input: Arc::new(input),
+                        fetch: s.fetch,
+                    }),
+                    flow,
+                ))
             }
             LogicalPlan::Limit(l) => {
                 let (input, flow) = self.plan(Arc::unwrap_or_clone(l.input), scope)?;
-                Ok((LogicalPlan::Limit(Limit { skip: l.skip, fetch: l.fetch, input: Arc::new(input) }), flow))
+                Ok((
+                    LogicalPlan::Limit(Limit {
+                        skip: l.skip,
+                        fetch: l.fetch,
+                        input: Arc::new(input),
+                    }),
+                    flow,
+                ))
             }
             LogicalPlan::SubqueryAlias(s) => {
                 let (input, flow) = self.plan(Arc::unwrap_or_clone(s.input), scope)?;
-                Ok((LogicalPlan::SubqueryAlias(SubqueryAlias::try_new(Arc::new(input), s.alias)?), flow))
+                Ok((
+                    LogicalPlan::SubqueryAlias(SubqueryAlias::try_new(Arc::new(input), s.alias)?),
+                    flow,
+                ))
             }
             LogicalPlan::Aggregate(a) => self.aggregate(a, scope),
             LogicalPlan::Window(w) => self.window(w, scope),
@@ -263,11 +311,20 @@ impl Rewriter<'_> {
             LogicalPlan::Distinct(Distinct::All(input)) => self.distinct(Arc::unwrap_or_clone(input), scope),
             LogicalPlan::Subquery(s) => {
                 let (input, flow) = self.plan(Arc::unwrap_or_clone(s.subquery), scope)?;
-                Ok((LogicalPlan::Subquery(Subquery { subquery: Arc::new(input), ..s }), flow))
+                Ok((
+                    LogicalPlan::Subquery(Subquery {
+                        subquery: Arc::new(input),
+                        ..s
+                    }),
+                    flow,
+                ))
             }
             other => refuse(
                 AGGREGATE_ONLY,
-                format!("{} over people's records is not supported under disclosure control", other.display()),
+                format!(
+                    "{} over people's records is not supported under disclosure control",
+                    other.display()
+                ),
             ),
         }
     }
@@ -300,38 +357,70 @@ impl Rewriter<'_> {
             Expr::ScalarSubquery(sq) => {
                 let correlated = !sq.outer_ref_columns.is_empty();
                 if correlated && flow.person && !outer_tainted(&sq.outer_ref_columns) {
-                    return refuse(SAME_PERSON, "a correlated subquery over people's records must match on person_id");
+                    return refuse(
+                        SAME_PERSON,
+                        "a correlated subquery over people's records must match on person_id",
+                    );
                 }
-                let scope = Scope { outer_pid: outer_pid.clone(), correlated_scalar: correlated };
+                let scope = Scope {
+                    outer_pid: outer_pid.clone(),
+                    correlated_scalar: correlated,
+                };
                 let (sub, sub_flow, added) = self.subquery(sq, &scope)?;
                 tainted |= sub_flow.tainted.first().copied().unwrap_or(false);
                 if sub_flow.person && !added && !correlated {
-                    return refuse(AGGREGATE_ONLY, "a scalar subquery over people's records must aggregate or match on person_id");
+                    return refuse(
+                        AGGREGATE_ONLY,
+                        "a scalar subquery over people's records must aggregate or match on person_id",
+                    );
                 }
                 Ok(Transformed::yes(Expr::ScalarSubquery(sub)))
             }
             Expr::Exists(Exists { subquery, negated }) => {
-                let scope = Scope { outer_pid: outer_pid.clone(), correlated_scalar: false };
+                let scope = Scope {
+                    outer_pid: outer_pid.clone(),
+                    correlated_scalar: false,
+                };
                 let over_people = self.is_person_level(&subquery.subquery)?;
                 if !flow.person && over_people {
-                    return refuse(SAME_PERSON, "EXISTS over people's records must match the outer row's person_id");
+                    return refuse(
+                        SAME_PERSON,
+                        "EXISTS over people's records must match the outer row's person_id",
+                    );
                 }
                 if flow.person && over_people && !outer_tainted(&subquery.outer_ref_columns) {
-                    return refuse(SAME_PERSON, "EXISTS over people's records must be correlated on person_id");
+                    return refuse(
+                        SAME_PERSON,
+                        "EXISTS over people's records must be correlated on person_id",
+                    );
                 }
                 let (sub, _, _) = self.subquery(subquery, &scope)?;
                 Ok(Transformed::yes(Expr::Exists(Exists { subquery: sub, negated })))
             }
-            Expr::InSubquery(InSubquery { expr, subquery, negated }) => {
-                let scope = Scope { outer_pid: outer_pid.clone(), correlated_scalar: false };
+            Expr::InSubquery(InSubquery {
+                expr,
+                subquery,
+                negated,
+            }) => {
+                let scope = Scope {
+                    outer_pid: outer_pid.clone(),
+                    correlated_scalar: false,
+                };
                 let (sub, sub_flow, added) = self.subquery(subquery, &scope)?;
                 if sub_flow.person {
                     let outer_is_person = reads_tainted(&expr, input.schema(), &flow.tainted);
                     if !added || !outer_is_person || !sub_flow.tainted.first().copied().unwrap_or(false) {
-                        return refuse(SAME_PERSON, "IN (subquery) over people's records must match person_id IN (SELECT person_id …)");
+                        return refuse(
+                            SAME_PERSON,
+                            "IN (subquery) over people's records must match person_id IN (SELECT person_id …)",
+                        );
                     }
                 }
-                Ok(Transformed::yes(Expr::InSubquery(InSubquery { expr, subquery: sub, negated })))
+                Ok(Transformed::yes(Expr::InSubquery(InSubquery {
+                    expr,
+                    subquery: sub,
+                    negated,
+                })))
             }
             other => Ok(Transformed::no(other)),
         })?;
@@ -362,10 +451,16 @@ impl Rewriter<'_> {
                     .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
                     .collect();
                 outer_refs.push(outer.clone());
-                (LogicalPlan::Projection(Projection::try_new(keep, Arc::new(filtered))?), true)
+                (
+                    LogicalPlan::Projection(Projection::try_new(keep, Arc::new(filtered))?),
+                    true,
+                )
             }
             (true, Some(_), None) => {
-                return refuse(SAME_PERSON, "a subquery over people's records is only allowed inside a query over people's records");
+                return refuse(
+                    SAME_PERSON,
+                    "a subquery over people's records is only allowed inside a query over people's records",
+                );
             }
             // A correlated scalar aggregate already restricted to the outer person (the
             // aggregate's input was filtered on the outer pid: declare the reference).
@@ -380,14 +475,29 @@ impl Rewriter<'_> {
             (false, _, _) => (plan, false),
         };
         let tainted = flow.tainted.into_iter().take(original_width).collect();
-        Ok((Subquery { subquery: Arc::new(plan), outer_ref_columns: outer_refs, spans: sq.spans }, Flow { person: flow.person, tainted }, added))
+        Ok((
+            Subquery {
+                subquery: Arc::new(plan),
+                outer_ref_columns: outer_refs,
+                spans: sq.spans,
+            },
+            Flow {
+                person: flow.person,
+                tainted,
+            },
+            added,
+        ))
     }
 
     fn aggregate(&self, a: Aggregate, scope: &Scope) -> Result<(LogicalPlan, Flow)> {
         let (input, flow) = self.plan(Arc::unwrap_or_clone(a.input), scope)?;
         let schema = input.schema().clone();
         let keys = grouping_set_to_exprlist(&a.group_expr)?;
-        let tainted_keys: Vec<&Expr> = keys.iter().copied().filter(|k| reads_tainted(k, &schema, &flow.tainted)).collect();
+        let tainted_keys: Vec<&Expr> = keys
+            .iter()
+            .copied()
+            .filter(|k| reads_tainted(k, &schema, &flow.tainted))
+            .collect();
         // Output columns: the group keys (then, for a per-person aggregate, the pid key
         // added after them; for grouping sets, the grouping id), then the aggregates.
         let output_taint = |aggr: &[Expr], pid_key: bool| -> Vec<bool> {
@@ -405,7 +515,13 @@ impl Rewriter<'_> {
         if !flow.person {
             let taint = output_taint(&a.aggr_expr, false);
             let plan = LogicalPlan::Aggregate(Aggregate::try_new(Arc::new(input), a.group_expr, a.aggr_expr)?);
-            return Ok((plan, Flow { person: false, tainted: taint }));
+            return Ok((
+                plan,
+                Flow {
+                    person: false,
+                    tainted: taint,
+                },
+            ));
         }
         let Some(pid) = pid_column(&schema) else {
             return refuse(AGGREGATE_ONLY, "internal: a person-level input lost its person");
@@ -416,23 +532,41 @@ impl Rewriter<'_> {
         // it is only dressed up as one.
         if !tainted_keys.is_empty() {
             if matches!(a.group_expr.as_slice(), [Expr::GroupingSet(_)]) {
-                return refuse(AGGREGATE_ONLY, "GROUPING SETS, ROLLUP and CUBE cannot group by person_id");
+                return refuse(
+                    AGGREGATE_ONLY,
+                    "GROUPING SETS, ROLLUP and CUBE cannot group by person_id",
+                );
             }
-            if let Some(k) = tainted_keys.iter().find(|k| !is_tainted_column(k, &schema, &flow.tainted)) {
-                return refuse(AGGREGATE_ONLY, format!("GROUP BY {k} is derived from person_id; group by person_id itself or by other columns"));
+            if let Some(k) = tainted_keys
+                .iter()
+                .find(|k| !is_tainted_column(k, &schema, &flow.tainted))
+            {
+                return refuse(
+                    AGGREGATE_ONLY,
+                    format!("GROUP BY {k} is derived from person_id; group by person_id itself or by other columns"),
+                );
             }
             let taint = output_taint(&a.aggr_expr, true);
             let mut group = a.group_expr;
             group.push(pid);
             let plan = LogicalPlan::Aggregate(Aggregate::try_new(Arc::new(input), group, a.aggr_expr)?);
-            return Ok((plan, Flow { person: true, tainted: taint }));
+            return Ok((
+                plan,
+                Flow {
+                    person: true,
+                    tainted: taint,
+                },
+            ));
         }
 
         // Per person, in a correlated scalar subquery: `(SELECT count(*) FROM events e
         // WHERE e.person_id = p.person_id)`. Kept to the outer person.
         if scope.correlated_scalar && a.group_expr.is_empty() {
             let Some(outer) = &scope.outer_pid else {
-                return refuse(SAME_PERSON, "a correlated subquery over people's records must be inside a query over people");
+                return refuse(
+                    SAME_PERSON,
+                    "a correlated subquery over people's records must be inside a query over people",
+                );
             };
             let same = Expr::BinaryExpr(BinaryExpr::new(Box::new(pid), Operator::Eq, Box::new(outer.clone())));
             // One filter, not two stacked: DataFusion 55's scalar_subquery_to_join pulls up
@@ -443,14 +577,27 @@ impl Rewriter<'_> {
             };
             let taint = output_taint(&a.aggr_expr, false);
             let plan = LogicalPlan::Aggregate(Aggregate::try_new(Arc::new(input), a.group_expr, a.aggr_expr)?);
-            return Ok((plan, Flow { person: true, tainted: taint }));
+            return Ok((
+                plan,
+                Flow {
+                    person: true,
+                    tainted: taint,
+                },
+            ));
         }
 
         self.release(input, &flow, a.group_expr, a.aggr_expr, false)
     }
 
     /// An aggregate over people's records grouped by something other than the person.
-    fn release(&self, input: LogicalPlan, flow: &Flow, group_expr: Vec<Expr>, aggr_expr: Vec<Expr>, from_distinct: bool) -> Result<(LogicalPlan, Flow)> {
+    fn release(
+        &self,
+        input: LogicalPlan,
+        flow: &Flow,
+        group_expr: Vec<Expr>,
+        aggr_expr: Vec<Expr>,
+        from_distinct: bool,
+    ) -> Result<(LogicalPlan, Flow)> {
         let schema = input.schema().clone();
         let Some(pid) = pid_column(&schema) else {
             return refuse(AGGREGATE_ONLY, "internal: a person-level input lost its person");
@@ -467,32 +614,56 @@ impl Rewriter<'_> {
         let mut value_cells = Vec::new();
         for (i, e) in aggr_expr.iter().enumerate() {
             let Expr::AggregateFunction(AggregateFunction { func, params }) = unalias(e) else {
-                return refuse(RELEASED_AGGREGATES, format!("{e} is not an aggregate Poplar can release"));
+                return refuse(
+                    RELEASED_AGGREGATES,
+                    format!("{e} is not an aggregate Poplar can release"),
+                );
             };
             let name = func.name().to_ascii_lowercase();
             let args_tainted = params.args.iter().any(|x| reads_tainted(x, &schema, &flow.tainted))
-                || params.order_by.iter().any(|s| reads_tainted(&s.expr, &schema, &flow.tainted));
+                || params
+                    .order_by
+                    .iter()
+                    .any(|s| reads_tainted(&s.expr, &schema, &flow.tainted));
             let text = e.schema_name().to_string();
-            let scale_arg = || params.args.first().cloned().unwrap_or_else(|| lit(ScalarValue::Int64(Some(0))));
+            let scale_arg = || {
+                params
+                    .args
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| lit(ScalarValue::Int64(Some(0))))
+            };
             let cell = match name.as_str() {
                 // Counting people (or their records) is what Poplar is for, person_id included.
                 "count" => Cell::Count {
                     conditional: params.filter.is_some()
-                        || params.args.iter().any(|a| !matches!(unalias(a), Expr::Literal(..) | Expr::Column(_))),
+                        || params
+                            .args
+                            .iter()
+                            .any(|a| !matches!(unalias(a), Expr::Literal(..) | Expr::Column(_))),
                 },
                 _ if args_tainted => {
-                    return refuse(AGGREGATE_ONLY, format!("{text} is computed from person_id, which never leaves Poplar"));
+                    return refuse(
+                        AGGREGATE_ONLY,
+                        format!("{text} is computed from person_id, which never leaves Poplar"),
+                    );
                 }
                 "sum" | "avg" | "mean" => {
                     let scale = first_hidden + hidden.len();
                     hidden.push(max(abs(scale_arg())).alias(format!("__ppl_scale_{i}")));
-                    if name == "sum" { Cell::Sum { scale } } else { Cell::Mean { scale } }
+                    if name == "sum" {
+                        Cell::Sum { scale }
+                    } else {
+                        Cell::Mean { scale }
+                    }
                 }
                 "median" => Cell::Median,
                 "min" | "max" => {
                     return refuse(
                         RELEASED_AGGREGATES,
-                        format!("{text}: the extreme of a group is one person's value; use median(…) or count people in bands"),
+                        format!(
+                            "{text}: the extreme of a group is one person's value; use median(…) or count people in bands"
+                        ),
                     );
                 }
                 other => {
@@ -514,7 +685,14 @@ impl Rewriter<'_> {
         let group_width = visible - value_cells.len();
         for i in 0..group_width {
             let name = out.field(i).name();
-            cells.push((if name == Aggregate::INTERNAL_GROUPING_ID { Cell::GroupingId } else { Cell::Key }, name.clone()));
+            cells.push((
+                if name == Aggregate::INTERNAL_GROUPING_ID {
+                    Cell::GroupingId
+                } else {
+                    Cell::Key
+                },
+                name.clone(),
+            ));
         }
         cells.extend(value_cells);
         let question = hex::encode(Sha256::digest(aggregate.input.display_indent().to_string().as_bytes()));
@@ -535,7 +713,10 @@ impl Rewriter<'_> {
         });
         let node = ProtectNode::try_new(LogicalPlan::Aggregate(aggregate), spec)?;
         let width = node.schema.fields().len();
-        Ok((LogicalPlan::Extension(Extension { node: Arc::new(node) }), Flow::safe(width)))
+        Ok((
+            LogicalPlan::Extension(Extension { node: Arc::new(node) }),
+            Flow::safe(width),
+        ))
     }
 
     fn window(&self, w: Window, scope: &Scope) -> Result<(LogicalPlan, Flow)> {
@@ -556,8 +737,15 @@ impl Rewriter<'_> {
             let e = e.transform_up(|x| match x {
                 Expr::WindowFunction(mut wf) => {
                     let WindowFunction { params, .. } = wf.as_mut();
-                    if !params.partition_by.iter().any(|p| is_tainted_column(p, &schema, &flow.tainted)) {
-                        return refuse(SAME_PERSON, "a window over people's records must PARTITION BY person_id");
+                    if !params
+                        .partition_by
+                        .iter()
+                        .any(|p| is_tainted_column(p, &schema, &flow.tainted))
+                    {
+                        return refuse(
+                            SAME_PERSON,
+                            "a window over people's records must PARTITION BY person_id",
+                        );
                     }
                     if let Some(pid) = &pid {
                         params.partition_by.push(pid.clone());
@@ -569,7 +757,13 @@ impl Rewriter<'_> {
             exprs.push(if e.transformed { e.data.alias(name) } else { e.data });
         }
         let plan = LogicalPlan::Window(Window::try_new(exprs, Arc::new(input))?);
-        Ok((plan, Flow { person: flow.person, tainted }))
+        Ok((
+            plan,
+            Flow {
+                person: flow.person,
+                tainted,
+            },
+        ))
     }
 
     fn join(&self, j: Join, scope: &Scope) -> Result<(LogicalPlan, Flow)> {
@@ -586,7 +780,11 @@ impl Rewriter<'_> {
             let on_person = j.on.iter().any(|(a, b)| matches(a, b))
                 || j.filter.as_ref().is_some_and(|f| {
                     split_conjunction(f).into_iter().any(|c| match c {
-                        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right }) => matches(left, right),
+                        Expr::BinaryExpr(BinaryExpr {
+                            left,
+                            op: Operator::Eq,
+                            right,
+                        }) => matches(left, right),
                         _ => false,
                     })
                 });
@@ -596,11 +794,29 @@ impl Rewriter<'_> {
                     "people's records may be joined only on the same person: JOIN … ON a.person_id = b.person_id",
                 );
             }
-            if !matches!(j.join_type, JoinType::Inner | JoinType::Left | JoinType::Right | JoinType::Full) {
-                return refuse(SAME_PERSON, format!("{} joins of people's records are not supported; use IN or EXISTS", j.join_type));
+            if !matches!(
+                j.join_type,
+                JoinType::Inner | JoinType::Left | JoinType::Right | JoinType::Full
+            ) {
+                return refuse(
+                    SAME_PERSON,
+                    format!(
+                        "{} joins of people's records are not supported; use IN or EXISTS",
+                        j.join_type
+                    ),
+                );
             }
         }
-        let join = Join::try_new(Arc::new(left), Arc::new(right), j.on, j.filter, j.join_type, j.join_constraint, j.null_equality, j.null_aware)?;
+        let join = Join::try_new(
+            Arc::new(left),
+            Arc::new(right),
+            j.on,
+            j.filter,
+            j.join_type,
+            j.join_constraint,
+            j.null_equality,
+            j.null_aware,
+        )?;
         let mut tainted = lflow.tainted.clone();
         match j.join_type {
             JoinType::LeftSemi | JoinType::LeftAnti | JoinType::LeftMark => {
@@ -623,9 +839,18 @@ impl Rewriter<'_> {
         }
         // Enforce "same person" and keep one pid.
         let schema = plan.schema().clone();
-        let pids: Vec<usize> = schema.fields().iter().enumerate().filter(|(_, f)| f.name() == PID).map(|(i, _)| i).collect();
+        let pids: Vec<usize> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.name() == PID)
+            .map(|(i, _)| i)
+            .collect();
         let [l, r] = pids.as_slice() else {
-            return refuse(AGGREGATE_ONLY, "internal: a join of people's records without two persons");
+            return refuse(
+                AGGREGATE_ONLY,
+                "internal: a join of people's records without two persons",
+            );
         };
         let column = |i: usize| {
             let (q, f) = schema.qualified_field(i);
@@ -657,7 +882,13 @@ impl Rewriter<'_> {
         exprs.push(merged.alias_qualified(Some(self.fresh_qualifier()), PID));
         out_taint.push(true);
         let plan = LogicalPlan::Projection(Projection::try_new(exprs, Arc::new(filtered))?);
-        Ok((plan, Flow { person: true, tainted: out_taint }))
+        Ok((
+            plan,
+            Flow {
+                person: true,
+                tainted: out_taint,
+            },
+        ))
     }
 
     fn union(&self, u: Union, scope: &Scope) -> Result<(LogicalPlan, Flow)> {
@@ -691,7 +922,10 @@ impl Rewriter<'_> {
                     None => lit(ScalarValue::Int64(None)).alias_qualified(Some(qualifier), PID),
                 });
             }
-            inputs.push(Arc::new(LogicalPlan::Projection(Projection::try_new(exprs, Arc::new(plan))?)));
+            inputs.push(Arc::new(LogicalPlan::Projection(Projection::try_new(
+                exprs,
+                Arc::new(plan),
+            )?)));
         }
         if person {
             tainted.push(true);
@@ -709,7 +943,11 @@ impl Rewriter<'_> {
         }
         let schema = input.schema().clone();
         let pid = pid_index(&schema);
-        let keeps_person = schema.fields().iter().enumerate().any(|(i, _)| Some(i) != pid && flow.tainted[i]);
+        let keeps_person = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .any(|(i, _)| Some(i) != pid && flow.tainted[i]);
         if keeps_person {
             return Ok((LogicalPlan::Distinct(Distinct::All(Arc::new(input))), flow));
         }

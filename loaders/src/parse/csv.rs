@@ -25,7 +25,15 @@ pub const PATIENTS: (&str, &[&str]) = (
 );
 pub const EVENTS: (&str, &[&str]) = (
     "events.csv",
-    &["nhs_number", "event_date", "code_system", "code", "value", "unit", "free_text"],
+    &[
+        "nhs_number",
+        "event_date",
+        "code_system",
+        "code",
+        "value",
+        "unit",
+        "free_text",
+    ],
 );
 pub const MEDICATIONS: (&str, &[&str]) = (
     "medications.csv",
@@ -33,7 +41,14 @@ pub const MEDICATIONS: (&str, &[&str]) = (
 );
 pub const ENCOUNTERS: (&str, &[&str]) = (
     "encounters.csv",
-    &["nhs_number", "setting", "start_date", "end_date", "encounter_type", "cost"],
+    &[
+        "nhs_number",
+        "setting",
+        "start_date",
+        "end_date",
+        "encounter_type",
+        "cost",
+    ],
 );
 
 fn sex_from_code(raw: &str) -> Option<Sex> {
@@ -80,10 +95,17 @@ fn parse_file(
     let found_header = match records.next() {
         Some(Ok(h)) => h,
         Some(Err(_)) | None => {
-            return Err(Quarantined::file(file, Reason::WrongHeader, "file has no readable header line"));
+            return Err(Quarantined::file(
+                file,
+                Reason::WrongHeader,
+                "file has no readable header line",
+            ));
         }
     };
-    let found: Vec<&str> = found_header.iter().map(|h| h.trim().trim_start_matches('\u{feff}')).collect();
+    let found: Vec<&str> = found_header
+        .iter()
+        .map(|h| h.trim().trim_start_matches('\u{feff}'))
+        .collect();
     if found != header {
         return Err(Quarantined::file(
             file,

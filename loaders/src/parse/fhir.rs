@@ -74,11 +74,17 @@ fn coding(concept: Option<&Value>) -> (CodeSystem, String) {
         .cloned()
         .unwrap_or_default();
     for (system, kind) in [(SNOMED_SYSTEM, CodeSystem::Snomed), (ICD10_SYSTEM, CodeSystem::Icd10)] {
-        if let Some(c) = codings.iter().find(|c| c.get("system").and_then(Value::as_str) == Some(system)) {
+        if let Some(c) = codings
+            .iter()
+            .find(|c| c.get("system").and_then(Value::as_str) == Some(system))
+        {
             return (kind, str_at(c, &["code"]).to_string());
         }
     }
-    let code = codings.first().map(|c| str_at(c, &["code"]).to_string()).unwrap_or_default();
+    let code = codings
+        .first()
+        .map(|c| str_at(c, &["code"]).to_string())
+        .unwrap_or_default();
     (CodeSystem::Unknown, code)
 }
 
@@ -114,7 +120,12 @@ pub(super) fn parse(delivery: &Delivery, sink: &mut RowSink<'_>) -> Result<(), Q
                 }
             };
             if str_at(&resource, &["resourceType"]) != resource_type {
-                sink.quarantine(name, line, Reason::UnexpectedResource, format!("resourceType is not {resource_type}"));
+                sink.quarantine(
+                    name,
+                    line,
+                    Reason::UnexpectedResource,
+                    format!("resourceType is not {resource_type}"),
+                );
                 continue;
             }
             if resource_type == "Patient" {
@@ -124,7 +135,12 @@ pub(super) fn parse(delivery: &Delivery, sink: &mut RowSink<'_>) -> Result<(), Q
             let person = match subject(&resource, sink, &patients) {
                 Some(p) => p,
                 None => {
-                    sink.quarantine(name, line, Reason::UnknownSubject, "subject is not a Patient in this delivery");
+                    sink.quarantine(
+                        name,
+                        line,
+                        Reason::UnknownSubject,
+                        "subject is not a Patient in this delivery",
+                    );
                     continue;
                 }
             };
@@ -135,7 +151,13 @@ pub(super) fn parse(delivery: &Delivery, sink: &mut RowSink<'_>) -> Result<(), Q
                         "" => str_at(&resource, &["recordedDate"]),
                         d => d,
                     };
-                    let fields = EventFields { date, code_system, code: &code, value: "", unit: "" };
+                    let fields = EventFields {
+                        date,
+                        code_system,
+                        code: &code,
+                        value: "",
+                        unit: "",
+                    };
                     sink.add_event(person, &fields, name, line);
                 }
                 "Observation" => {
@@ -155,11 +177,17 @@ pub(super) fn parse(delivery: &Delivery, sink: &mut RowSink<'_>) -> Result<(), Q
                         .get("medicationCodeableConcept")
                         .and_then(|c| c.get("coding"))
                         .and_then(Value::as_array)
-                        .and_then(|cs| cs.iter().find(|c| c.get("system").and_then(Value::as_str) == Some(DMD_SYSTEM)))
+                        .and_then(|cs| {
+                            cs.iter()
+                                .find(|c| c.get("system").and_then(Value::as_str) == Some(DMD_SYSTEM))
+                        })
                         .map(|c| str_at(c, &["code"]))
                         .unwrap_or("");
                     let quantity = number_text(
-                        resource.get("dispenseRequest").and_then(|d| d.get("quantity")).and_then(|q| q.get("value")),
+                        resource
+                            .get("dispenseRequest")
+                            .and_then(|d| d.get("quantity"))
+                            .and_then(|q| q.get("value")),
                     );
                     sink.add_medication(person, str_at(&resource, &["authoredOn"]), code, &quantity, name, line);
                 }

@@ -46,10 +46,7 @@ pub struct ParsedDelivery {
 }
 
 /// Parse, validate and de-identify a whole delivery. `Err` rejects the delivery.
-pub fn parse_delivery(
-    delivery: &Delivery,
-    ctx: &ParseContext<'_>,
-) -> Result<ParsedDelivery, Quarantined> {
+pub fn parse_delivery(delivery: &Delivery, ctx: &ParseContext<'_>) -> Result<ParsedDelivery, Quarantined> {
     if delivery.manifest.format != ctx.source.format {
         return Err(Quarantined::file(
             crate::delivery::MANIFEST,
@@ -143,19 +140,42 @@ pub struct EncounterFields<'a> {
 /// outside this list might be a clinician's note, so it is quarantined rather than landed.
 pub const ENCOUNTER_TYPES: &[&str] = &[
     // inpatient
-    "elective", "emergency", "maternity", "day_case", "transfer",
+    "elective",
+    "emergency",
+    "maternity",
+    "day_case",
+    "transfer",
     // outpatient
-    "first_attendance", "follow_up", "procedure",
+    "first_attendance",
+    "follow_up",
+    "procedure",
     // a&e department types
-    "type_1", "type_2", "type_3",
+    "type_1",
+    "type_2",
+    "type_3",
     // gp
-    "face_to_face", "telephone", "video", "home_visit",
+    "face_to_face",
+    "telephone",
+    "video",
+    "home_visit",
     // mental health
-    "assessment", "therapy", "crisis", "care_coordination",
+    "assessment",
+    "therapy",
+    "crisis",
+    "care_coordination",
     // community
-    "district_nursing", "physiotherapy", "podiatry", "rehabilitation", "health_visiting",
+    "district_nursing",
+    "physiotherapy",
+    "podiatry",
+    "rehabilitation",
+    "health_visiting",
     // social care
-    "home_care", "residential_care", "nursing_care", "day_care", "direct_payment", "reablement",
+    "home_care",
+    "residential_care",
+    "nursing_care",
+    "day_care",
+    "direct_payment",
+    "reablement",
 ];
 
 /// Canonical settings of care (the `setting` columns).
@@ -259,7 +279,9 @@ impl<'a> RowSink<'a> {
     }
 
     pub fn quarantine(&mut self, file: &str, line: u64, reason: Reason, detail: impl Into<String>) {
-        self.out.quarantined.push(Quarantined::record(file, line, reason, detail));
+        self.out
+            .quarantined
+            .push(Quarantined::record(file, line, reason, detail));
     }
 
     pub fn count_read(&mut self) {
@@ -307,19 +329,43 @@ impl<'a> RowSink<'a> {
         }
     }
 
-    fn date_in(&mut self, raw: &str, column: &str, file: &str, line: u64, earliest: NaiveDate) -> Result<NaiveDate, ()> {
+    fn date_in(
+        &mut self,
+        raw: &str,
+        column: &str,
+        file: &str,
+        line: u64,
+        earliest: NaiveDate,
+    ) -> Result<NaiveDate, ()> {
         let Some(d) = parse_date(raw) else {
-            self.quarantine(file, line, Reason::InvalidDate, format!("{column} is not a YYYY-MM-DD date"));
+            self.quarantine(
+                file,
+                line,
+                Reason::InvalidDate,
+                format!("{column} is not a YYYY-MM-DD date"),
+            );
             return Err(());
         };
         if d < earliest || d > self.latest {
-            self.quarantine(file, line, Reason::DateOutOfRange, format!("{column} is before 1900, before birth or after the extract date"));
+            self.quarantine(
+                file,
+                line,
+                Reason::DateOutOfRange,
+                format!("{column} is before 1900, before birth or after the extract date"),
+            );
             return Err(());
         }
         Ok(d)
     }
 
-    fn optional_date(&mut self, raw: &str, column: &str, file: &str, line: u64, earliest: NaiveDate) -> Result<Option<NaiveDate>, ()> {
+    fn optional_date(
+        &mut self,
+        raw: &str,
+        column: &str,
+        file: &str,
+        line: u64,
+        earliest: NaiveDate,
+    ) -> Result<Option<NaiveDate>, ()> {
         if raw.trim().is_empty() {
             Ok(None)
         } else {
@@ -329,35 +375,64 @@ impl<'a> RowSink<'a> {
 
     fn in_period(&mut self, d: NaiveDate, column: &str, file: &str, line: u64) -> Result<(), ()> {
         if d < self.period.0 || d > self.period.1 {
-            self.quarantine(file, line, Reason::OutsideDeliveryPeriod, format!("{column} is outside the period the manifest declares"));
+            self.quarantine(
+                file,
+                line,
+                Reason::OutsideDeliveryPeriod,
+                format!("{column} is outside the period the manifest declares"),
+            );
             return Err(());
         }
         Ok(())
     }
 
     pub fn add_patient(&mut self, person: PersonRef, f: &PatientFields<'_>, file: &str, line: u64) {
-        let Some(person_id) = self.admit(person, file, line) else { return };
-        let Ok(birth) = self.date_in(f.birth_date, "date of birth", file, line, EARLIEST) else { return };
+        let Some(person_id) = self.admit(person, file, line) else {
+            return;
+        };
+        let Ok(birth) = self.date_in(f.birth_date, "date of birth", file, line, EARLIEST) else {
+            return;
+        };
         let Some(sex) = f.sex else {
             self.quarantine(file, line, Reason::InvalidValue, "sex is not a recognised code");
             return;
         };
-        let Ok(from) = self.optional_date(f.registered_from, "registered_from", file, line, birth) else { return };
-        let Ok(to) = self.optional_date(f.registered_to, "registered_to", file, line, birth) else { return };
-        let Ok(death) = self.optional_date(f.death_date, "date of death", file, line, birth) else { return };
+        let Ok(from) = self.optional_date(f.registered_from, "registered_from", file, line, birth) else {
+            return;
+        };
+        let Ok(to) = self.optional_date(f.registered_to, "registered_to", file, line, birth) else {
+            return;
+        };
+        let Ok(death) = self.optional_date(f.death_date, "date of death", file, line, birth) else {
+            return;
+        };
         if let (Some(from), Some(to)) = (from, to)
             && to < from
         {
-            self.quarantine(file, line, Reason::InvalidDate, "registered_to is before registered_from");
+            self.quarantine(
+                file,
+                line,
+                Reason::InvalidDate,
+                "registered_to is before registered_from",
+            );
             return;
         }
         if !self.seen_patients.insert(person_id) {
-            self.quarantine(file, line, Reason::DuplicatePatient, "a second patient record for the same NHS number in this delivery");
+            self.quarantine(
+                file,
+                line,
+                Reason::DuplicatePatient,
+                "a second patient record for the same NHS number in this delivery",
+            );
             return;
         }
         let category = f.ethnic_category.trim().to_ascii_uppercase();
         let category_known = category.len() == 1 && ethnicity_group(&category) != "not_stated";
-        let area = if f.postcode.trim().is_empty() { None } else { self.ctx.lookup.area(f.postcode) };
+        let area = if f.postcode.trim().is_empty() {
+            None
+        } else {
+            self.ctx.lookup.area(f.postcode)
+        };
         if area.is_none() {
             self.out.unmatched_postcodes += 1;
         }
@@ -365,7 +440,8 @@ impl<'a> RowSink<'a> {
         rows.person_id.append_value(person_id);
         rows.birth_month.append_value(date32(first_of_month(birth)));
         rows.sex.append_value(sex.as_str());
-        rows.ethnic_category.append_option(category_known.then_some(category.as_str()));
+        rows.ethnic_category
+            .append_option(category_known.then_some(category.as_str()));
         rows.ethnicity_group.append_value(ethnicity_group(&category));
         match area {
             Some(area) => {
@@ -378,15 +454,21 @@ impl<'a> RowSink<'a> {
             }
         }
         let is_gp = self.ctx.source.org_type == OrgType::GpPractice;
-        rows.registered_practice.append_option(is_gp.then_some(self.ctx.source.ods.as_str()));
-        rows.registration_start.append_option(from.filter(|_| is_gp).map(date32));
+        rows.registered_practice
+            .append_option(is_gp.then_some(self.ctx.source.ods.as_str()));
+        rows.registration_start
+            .append_option(from.filter(|_| is_gp).map(date32));
         rows.registration_end.append_option(to.filter(|_| is_gp).map(date32));
         rows.death_month.append_option(death.map(|d| date32(first_of_month(d))));
     }
 
     pub fn add_event(&mut self, person: PersonRef, f: &EventFields<'_>, file: &str, line: u64) {
-        let Some(person_id) = self.admit(person, file, line) else { return };
-        let Ok(date) = self.date_in(f.date, "event date", file, line, EARLIEST) else { return };
+        let Some(person_id) = self.admit(person, file, line) else {
+            return;
+        };
+        let Ok(date) = self.date_in(f.date, "event date", file, line, EARLIEST) else {
+            return;
+        };
         if self.in_period(date, "event date", file, line).is_err() {
             return;
         }
@@ -395,19 +477,34 @@ impl<'a> RowSink<'a> {
             CodeSystem::Snomed => match code.parse::<i64>() {
                 Ok(id) if (6..=18).contains(&code.len()) && id > 0 => ("snomed", Some(id)),
                 _ => {
-                    self.quarantine(file, line, Reason::InvalidCode, "SNOMED CT code is not a 6-18 digit concept id");
+                    self.quarantine(
+                        file,
+                        line,
+                        Reason::InvalidCode,
+                        "SNOMED CT code is not a 6-18 digit concept id",
+                    );
                     return;
                 }
             },
             CodeSystem::Icd10 => {
                 if !is_icd10(code) {
-                    self.quarantine(file, line, Reason::InvalidCode, "ICD-10 code is not a letter, two digits and an optional suffix");
+                    self.quarantine(
+                        file,
+                        line,
+                        Reason::InvalidCode,
+                        "ICD-10 code is not a letter, two digits and an optional suffix",
+                    );
                     return;
                 }
                 ("icd10", None)
             }
             CodeSystem::Unknown => {
-                self.quarantine(file, line, Reason::UnknownCodeSystem, "code system is not SNOMED CT or ICD-10");
+                self.quarantine(
+                    file,
+                    line,
+                    Reason::UnknownCodeSystem,
+                    "code system is not SNOMED CT or ICD-10",
+                );
                 return;
             }
         };
@@ -426,18 +523,35 @@ impl<'a> RowSink<'a> {
         rows.snomed_code.append_option(snomed);
         rows.value.append_option(value);
         let unit = f.unit.trim();
-        rows.unit.append_option((!unit.is_empty() && value.is_some()).then_some(unit));
+        rows.unit
+            .append_option((!unit.is_empty() && value.is_some()).then_some(unit));
         rows.setting.append_value(self.setting);
     }
 
-    pub fn add_medication(&mut self, person: PersonRef, date: &str, dmd_code: &str, quantity: &str, file: &str, line: u64) {
-        let Some(person_id) = self.admit(person, file, line) else { return };
-        let Ok(date) = self.date_in(date, "issue date", file, line, EARLIEST) else { return };
+    pub fn add_medication(
+        &mut self,
+        person: PersonRef,
+        date: &str,
+        dmd_code: &str,
+        quantity: &str,
+        file: &str,
+        line: u64,
+    ) {
+        let Some(person_id) = self.admit(person, file, line) else {
+            return;
+        };
+        let Ok(date) = self.date_in(date, "issue date", file, line, EARLIEST) else {
+            return;
+        };
         if self.in_period(date, "issue date", file, line).is_err() {
             return;
         }
         let code = dmd_code.trim();
-        let Some(dmd) = code.parse::<i64>().ok().filter(|c| *c > 0 && (6..=18).contains(&code.len())) else {
+        let Some(dmd) = code
+            .parse::<i64>()
+            .ok()
+            .filter(|c| *c > 0 && (6..=18).contains(&code.len()))
+        else {
             self.quarantine(file, line, Reason::InvalidCode, "dm+d code is not a 6-18 digit id");
             return;
         };
@@ -453,17 +567,31 @@ impl<'a> RowSink<'a> {
     }
 
     pub fn add_encounter(&mut self, person: PersonRef, f: &EncounterFields<'_>, file: &str, line: u64) {
-        let Some(person_id) = self.admit(person, file, line) else { return };
+        let Some(person_id) = self.admit(person, file, line) else {
+            return;
+        };
         let kind = f.encounter_type.trim();
         if !kind.is_empty() && !ENCOUNTER_TYPES.contains(&kind) {
-            self.quarantine(file, line, Reason::InvalidValue, "encounter type is not a known category");
+            self.quarantine(
+                file,
+                line,
+                Reason::InvalidValue,
+                "encounter type is not a known category",
+            );
             return;
         }
         let Some(setting) = canonical_setting(f.setting) else {
-            self.quarantine(file, line, Reason::InvalidValue, "setting is not one of gp, inpatient, outpatient, a&e, mental_health, community, social_care");
+            self.quarantine(
+                file,
+                line,
+                Reason::InvalidValue,
+                "setting is not one of gp, inpatient, outpatient, a&e, mental_health, community, social_care",
+            );
             return;
         };
-        let Ok(start) = self.date_in(f.start, "start date", file, line, EARLIEST) else { return };
+        let Ok(start) = self.date_in(f.start, "start date", file, line, EARLIEST) else {
+            return;
+        };
         if self.in_period(start, "start date", file, line).is_err() {
             return;
         }
@@ -523,7 +651,9 @@ fn is_icd10(code: &str) -> bool {
         && b[0].is_ascii_uppercase()
         && b[1].is_ascii_digit()
         && (b[2].is_ascii_digit() || b[2] == b'X')
-        && b[3..].iter().all(|c| c.is_ascii_alphanumeric() || *c == b'.' || *c == b'-')
+        && b[3..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'.' || *c == b'-')
 }
 
 #[cfg(test)]

@@ -22,15 +22,31 @@ pub struct Condition {
 }
 
 const fn c(cluster: &'static str, target: f64, min_age: u32, onset_age: u32, age_slope: f64) -> Condition {
-    Condition { cluster, resolved: None, resolved_share: 0.0, target, min_age, onset_age, age_slope }
+    Condition {
+        cluster,
+        resolved: None,
+        resolved_share: 0.0,
+        target,
+        min_age,
+        onset_age,
+        age_slope,
+    }
 }
 
 /// QOF 2023/24 England prevalence, approximately (register / list size or age band).
 pub const CONDITIONS: &[Condition] = &[
     c("DM_COD", 0.070, 17, 17, 0.040),
-    Condition { resolved: Some("HYPRES_COD"), resolved_share: 0.08, ..c("HYP_COD", 0.140, 0, 25, 0.055) },
+    Condition {
+        resolved: Some("HYPRES_COD"),
+        resolved_share: 0.08,
+        ..c("HYP_COD", 0.140, 0, 25, 0.055)
+    },
     c("AST_COD", 0.060, 6, 3, 0.000),
-    Condition { resolved: Some("COPDRES_COD"), resolved_share: 0.04, ..c("COPD_COD", 0.020, 0, 35, 0.070) },
+    Condition {
+        resolved: Some("COPDRES_COD"),
+        resolved_share: 0.04,
+        ..c("COPD_COD", 0.020, 0, 35, 0.070)
+    },
     c("CHD_COD", 0.030, 0, 35, 0.075),
     c("AFIB_COD", 0.020, 0, 40, 0.095),
     // CKD stage 3-5: codes from CKD_COD that are not stage 1-2 (see `ckd_stage_3_to_5`).

@@ -25,7 +25,9 @@ pub fn file_names(format: FeedFormat) -> Vec<&'static str> {
 
 pub fn header(format: FeedFormat, slot: usize) -> Option<String> {
     match format {
-        FeedFormat::Csv => [PATIENTS, EVENTS, MEDICATIONS, ENCOUNTERS].get(slot).map(|(_, h)| h.join(",") + "\n"),
+        FeedFormat::Csv => [PATIENTS, EVENTS, MEDICATIONS, ENCOUNTERS]
+            .get(slot)
+            .map(|(_, h)| h.join(",") + "\n"),
         FeedFormat::FhirNdjson => None,
     }
 }
@@ -84,8 +86,17 @@ impl SourceBuffer {
                 };
                 let line = format!(
                     "{},{},{},{},{},{},{},{},{},{},{from},{to},{}",
-                    p.nhs_text, p.given, p.family, d(p.birth_date), p.sex_code, p.ethnic, p.address, p.town,
-                    p.postcode, p.phone, opt(p.death)
+                    p.nhs_text,
+                    p.given,
+                    p.family,
+                    d(p.birth_date),
+                    p.sex_code,
+                    p.ethnic,
+                    p.address,
+                    p.town,
+                    p.postcode,
+                    p.phone,
+                    opt(p.death)
                 );
                 self.line(0, &line);
             }
@@ -159,17 +170,28 @@ impl SourceBuffer {
         }
     }
 
-    pub fn medication(&mut self, format: FeedFormat, p: &Identity<'_>, date: NaiveDate, dmd: i64, quantity: f64, dosage: &str) {
+    pub fn medication(
+        &mut self,
+        format: FeedFormat,
+        p: &Identity<'_>,
+        date: NaiveDate,
+        dmd: i64,
+        quantity: f64,
+        dosage: &str,
+    ) {
         match format {
             FeedFormat::Csv => self.line(2, &format!("{},{},{dmd},{dosage},{quantity}", p.nhs_text, d(date))),
-            FeedFormat::FhirNdjson => self.resource(3, &json!({
-                "resourceType": "MedicationRequest", "status": "active", "intent": "order",
-                "subject": {"reference": format!("Patient/{}", p.fhir_id)},
-                "medicationCodeableConcept": {"coding": [{"system": DMD_SYSTEM, "code": dmd.to_string()}]},
-                "authoredOn": d(date),
-                "dosageInstruction": [{"text": dosage}],
-                "dispenseRequest": {"quantity": {"value": quantity}}
-            })),
+            FeedFormat::FhirNdjson => self.resource(
+                3,
+                &json!({
+                    "resourceType": "MedicationRequest", "status": "active", "intent": "order",
+                    "subject": {"reference": format!("Patient/{}", p.fhir_id)},
+                    "medicationCodeableConcept": {"coding": [{"system": DMD_SYSTEM, "code": dmd.to_string()}]},
+                    "authoredOn": d(date),
+                    "dosageInstruction": [{"text": dosage}],
+                    "dispenseRequest": {"quantity": {"value": quantity}}
+                }),
+            ),
         }
     }
 
@@ -187,7 +209,13 @@ impl SourceBuffer {
         match format {
             FeedFormat::Csv => {
                 let mut line = Vec::new();
-                let _ = write!(line, "{},{setting},{},{},{kind},{cost:.2}", p.nhs_text, d(start), opt(end));
+                let _ = write!(
+                    line,
+                    "{},{setting},{},{},{kind},{cost:.2}",
+                    p.nhs_text,
+                    d(start),
+                    opt(end)
+                );
                 self.line(3, &String::from_utf8_lossy(&line));
             }
             FeedFormat::FhirNdjson => {
@@ -201,14 +229,17 @@ impl SourceBuffer {
                 if let Some(end) = end {
                     period["end"] = json!(d(end));
                 }
-                self.resource(4, &json!({
-                    "resourceType": "Encounter", "status": "finished",
-                    "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": class},
-                    "type": [{"coding": [{"code": kind}]}],
-                    "subject": {"reference": format!("Patient/{}", p.fhir_id)},
-                    "period": period,
-                    "extension": [{"url": COST_EXTENSION, "valueDecimal": (cost * 100.0).round() / 100.0}]
-                }));
+                self.resource(
+                    4,
+                    &json!({
+                        "resourceType": "Encounter", "status": "finished",
+                        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": class},
+                        "type": [{"coding": [{"code": kind}]}],
+                        "subject": {"reference": format!("Patient/{}", p.fhir_id)},
+                        "period": period,
+                        "extension": [{"url": COST_EXTENSION, "valueDecimal": (cost * 100.0).round() / 100.0}]
+                    }),
+                );
             }
         }
     }

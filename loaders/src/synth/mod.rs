@@ -26,9 +26,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::LoaderError;
 use crate::delivery::write_manifest;
 use crate::registry::OrgType;
-use crate::LoaderError;
 use emit::{SLOTS, SourceBuffer};
 use region::Region;
 
@@ -102,7 +102,11 @@ pub struct SynthStats {
 
 impl SynthStats {
     fn new() -> Self {
-        Self { register_numerator: vec![0; CONDITIONS.len()], register_denominator: vec![0; CONDITIONS.len()], ..Default::default() }
+        Self {
+            register_numerator: vec![0; CONDITIONS.len()],
+            register_denominator: vec![0; CONDITIONS.len()],
+            ..Default::default()
+        }
     }
 
     fn merge(&mut self, other: &SynthStats) {
@@ -174,7 +178,11 @@ pub(crate) struct Generator<'a> {
 }
 
 fn ids(cluster: &str) -> Result<Vec<i64>, LoaderError> {
-    Ok(poplar_queries::codelist(cluster)?.codes.iter().map(|c| c.id as i64).collect())
+    Ok(poplar_queries::codelist(cluster)?
+        .codes
+        .iter()
+        .map(|c| c.id as i64)
+        .collect())
 }
 
 /// Generate a region into `dir` (which must not already hold one).
@@ -182,7 +190,10 @@ pub fn generate(config: &SynthConfig, dir: &Path) -> Result<SynthOutput, LoaderE
     let started = Instant::now();
     let (registry_path, deliveries, postcodes, imd) = layout(dir);
     if deliveries.exists() {
-        return Err(LoaderError::Synth(format!("{} already exists: choose an empty directory", deliveries.display())));
+        return Err(LoaderError::Synth(format!(
+            "{} already exists: choose an empty directory",
+            deliveries.display()
+        )));
     }
     let region = Region::build(config);
     let lookups = dir.join("lookups");
@@ -208,7 +219,10 @@ pub fn generate(config: &SynthConfig, dir: &Path) -> Result<SynthOutput, LoaderE
         base_probability: CONDITIONS.iter().map(conditions::base_probability).collect(),
         sets: codes
             .iter()
-            .map(|c| ClusterSets { diagnosis: c.diagnosis.iter().copied().collect(), resolved: c.resolved.iter().copied().collect() })
+            .map(|c| ClusterSets {
+                diagnosis: c.diagnosis.iter().copied().collect(),
+                resolved: c.resolved.iter().copied().collect(),
+            })
             .collect(),
         codes,
         ckd_stage_1_2,
@@ -217,17 +231,29 @@ pub fn generate(config: &SynthConfig, dir: &Path) -> Result<SynthOutput, LoaderE
 
     // One delivery directory per source, files started with their headers.
     let delivery_id = config.extract_date.format("%Y-%m-%d").to_string();
-    let dirs: Vec<PathBuf> = region.registry.sources.iter().map(|s| deliveries.join(&s.ods).join(&delivery_id)).collect();
+    let dirs: Vec<PathBuf> = region
+        .registry
+        .sources
+        .iter()
+        .map(|s| deliveries.join(&s.ods).join(&delivery_id))
+        .collect();
     for (source, dir) in region.registry.sources.iter().zip(&dirs) {
         std::fs::create_dir_all(dir).map_err(|e| LoaderError::io(dir, e))?;
         for (slot, name) in emit::file_names(source.format).iter().enumerate() {
             let path = dir.join(name);
-            std::fs::write(&path, emit::header(source.format, slot).unwrap_or_default()).map_err(|e| LoaderError::io(&path, e))?;
+            std::fs::write(&path, emit::header(source.format, slot).unwrap_or_default())
+                .map_err(|e| LoaderError::io(&path, e))?;
         }
     }
 
-    let bar = if config.progress { ProgressBar::new(config.patients) } else { ProgressBar::hidden() };
-    if let Ok(style) = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {human_pos}/{human_len} patients ({per_sec}) {msg}") {
+    let bar = if config.progress {
+        ProgressBar::new(config.patients)
+    } else {
+        ProgressBar::hidden()
+    };
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {bar:40} {human_pos}/{human_len} patients ({per_sec}) {msg}",
+    ) {
         bar.set_style(style);
     }
     let chunks = config.patients.div_ceil(CHUNK);
@@ -259,20 +285,25 @@ pub fn generate(config: &SynthConfig, dir: &Path) -> Result<SynthOutput, LoaderE
                 by_source.entry(*source).or_default().push(buffer);
             }
         }
-        by_source.par_iter().try_for_each(|(source, buffers)| -> Result<(), LoaderError> {
-            let format = region.registry.sources[*source].format;
-            for (slot, name) in emit::file_names(format).iter().enumerate() {
-                if buffers.iter().all(|b| b.files[slot].is_empty()) {
-                    continue;
+        by_source
+            .par_iter()
+            .try_for_each(|(source, buffers)| -> Result<(), LoaderError> {
+                let format = region.registry.sources[*source].format;
+                for (slot, name) in emit::file_names(format).iter().enumerate() {
+                    if buffers.iter().all(|b| b.files[slot].is_empty()) {
+                        continue;
+                    }
+                    let path = dirs[*source].join(name);
+                    let mut file = std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(&path)
+                        .map_err(|e| LoaderError::io(&path, e))?;
+                    for b in buffers {
+                        file.write_all(&b.files[slot]).map_err(|e| LoaderError::io(&path, e))?;
+                    }
                 }
-                let path = dirs[*source].join(name);
-                let mut file = std::fs::OpenOptions::new().append(true).open(&path).map_err(|e| LoaderError::io(&path, e))?;
-                for b in buffers {
-                    file.write_all(&b.files[slot]).map_err(|e| LoaderError::io(&path, e))?;
-                }
-            }
-            Ok(())
-        })?;
+                Ok(())
+            })?;
         for (source, buffers) in by_source {
             for b in buffers {
                 for slot in 0..SLOTS {
@@ -289,13 +320,30 @@ pub fn generate(config: &SynthConfig, dir: &Path) -> Result<SynthOutput, LoaderE
     let today = config.extract_date;
     let full_record_start = NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or_default();
     let secondary_start = today - Duration::days((3.0 * 365.25) as i64);
-    region.registry.sources.par_iter().enumerate().try_for_each(|(i, source)| {
-        let names = emit::file_names(source.format);
-        let files: Vec<(&str, u64)> = names.iter().enumerate().map(|(slot, n)| (*n, rows[i][slot])).collect();
-        // A GP extract is the full record; other settings send their last three years.
-        let start = if source.org_type == OrgType::GpPractice { full_record_start } else { secondary_start };
-        write_manifest(&dirs[i], &source.ods, &delivery_id, source.format, today, (start, today), &files)
-    })?;
+    region
+        .registry
+        .sources
+        .par_iter()
+        .enumerate()
+        .try_for_each(|(i, source)| {
+            let names = emit::file_names(source.format);
+            let files: Vec<(&str, u64)> = names.iter().enumerate().map(|(slot, n)| (*n, rows[i][slot])).collect();
+            // A GP extract is the full record; other settings send their last three years.
+            let start = if source.org_type == OrgType::GpPractice {
+                full_record_start
+            } else {
+                secondary_start
+            };
+            write_manifest(
+                &dirs[i],
+                &source.ods,
+                &delivery_id,
+                source.format,
+                today,
+                (start, today),
+                &files,
+            )
+        })?;
     for (i, source) in region.registry.sources.iter().enumerate() {
         for (slot, name) in emit::file_names(source.format).iter().enumerate() {
             *rows_by_file.entry((*name).to_string()).or_default() += rows[i][slot];
@@ -320,7 +368,10 @@ pub fn generate(config: &SynthConfig, dir: &Path) -> Result<SynthOutput, LoaderE
         .collect();
     let planted = BTreeMap::from([
         ("invalid_nhs_number_rows".to_string(), stats.invalid_nhs_rows),
-        ("invalid_nhs_number_person_sources".to_string(), stats.invalid_nhs_person_sources),
+        (
+            "invalid_nhs_number_person_sources".to_string(),
+            stats.invalid_nhs_person_sources,
+        ),
         ("duplicate_patient_rows".to_string(), stats.duplicate_patient_rows),
         ("invalid_date_rows".to_string(), stats.bad_date_rows),
         ("unknown_code_system_rows".to_string(), stats.unknown_code_system_rows),
@@ -342,7 +393,13 @@ pub fn generate(config: &SynthConfig, dir: &Path) -> Result<SynthOutput, LoaderE
     let report_path = dir.join("synth-report.json");
     let json = serde_json::to_string_pretty(&report).map_err(|e| LoaderError::Synth(e.to_string()))?;
     std::fs::write(&report_path, json).map_err(|e| LoaderError::io(&report_path, e))?;
-    Ok(SynthOutput { registry: registry_path, deliveries, postcodes, imd, report })
+    Ok(SynthOutput {
+        registry: registry_path,
+        deliveries,
+        postcodes,
+        imd,
+        report,
+    })
 }
 
 impl Generator<'_> {

@@ -38,7 +38,13 @@ struct Coded {
 
 impl Coded {
     fn new(date: NaiveDate, system: &'static str, code: impl ToString, value: Option<(f64, &'static str)>) -> Self {
-        Self { date, system, code: code.to_string(), value, text: String::new() }
+        Self {
+            date,
+            system,
+            code: code.to_string(),
+            value,
+            text: String::new(),
+        }
     }
 }
 
@@ -104,7 +110,13 @@ fn pick_weighted<'a, T>(rng: &mut impl Rng, items: &'a [(T, f64)]) -> &'a T {
 
 impl Generator<'_> {
     /// Generate person `index` and append their records to `buffers`.
-    pub(super) fn person(&self, index: u64, rng: &mut impl Rng, buffers: &mut HashMap<usize, SourceBuffer>, stats: &mut SynthStats) {
+    pub(super) fn person(
+        &self,
+        index: u64,
+        rng: &mut impl Rng,
+        buffers: &mut HashMap<usize, SourceBuffer>,
+        stats: &mut SynthStats,
+    ) {
         let today = self.config.extract_date;
         let nhs = self.nhs_number(index);
         let male = rng.random_bool(0.495);
@@ -119,23 +131,32 @@ impl Generator<'_> {
         let ethnic = *pick_weighted(rng, ETHNIC_CATEGORIES);
         let frailty = (gaussian(rng) * 0.6 - 0.18).exp();
         let deprivation = deprivation_multiplier(lsoa.decile);
-        let given = if male { GIVEN_NAMES_MALE } else { GIVEN_NAMES_FEMALE }.choose(rng).copied().unwrap_or("Alex");
+        let given = if male { GIVEN_NAMES_MALE } else { GIVEN_NAMES_FEMALE }
+            .choose(rng)
+            .copied()
+            .unwrap_or("Alex");
         let family = FAMILY_NAMES.choose(rng).copied().unwrap_or("Smith");
-        let address = format!("{} {} {}", rng.random_range(1..240), STREETS.choose(rng).copied().unwrap_or("High"), STREET_KINDS.choose(rng).copied().unwrap_or("Road"));
+        let address = format!(
+            "{} {} {}",
+            rng.random_range(1..240),
+            STREETS.choose(rng).copied().unwrap_or("High"),
+            STREET_KINDS.choose(rng).copied().unwrap_or("Road")
+        );
         let town = TOWNS[practice_index % TOWNS.len()];
         let phone = format!("07700 900{:03}", rng.random_range(0..1000));
 
         // Registration: current practice, maybe a previous one.
         let registered_years = rng.random_range(0.0..f64::from(age.min(30)) + 0.5);
         let reg_start = (today - years(registered_years)).max(birth);
-        let previous = (age >= 2 && rng.random_bool(0.06) && self.region.practices.len() > 1).then(|| {
-            let mut other = self.region.sample_practice(rng);
-            if other == practice_index {
-                other = (other + 1) % self.region.practices.len();
-            }
-            previous_registration_start(birth, reg_start, rng.random_range(1.0..15.0)).map(|start| (other, start))
-        })
-        .flatten();
+        let previous = (age >= 2 && rng.random_bool(0.06) && self.region.practices.len() > 1)
+            .then(|| {
+                let mut other = self.region.sample_practice(rng);
+                if other == practice_index {
+                    other = (other + 1) % self.region.practices.len();
+                }
+                previous_registration_start(birth, reg_start, rng.random_range(1.0..15.0)).map(|start| (other, start))
+            })
+            .flatten();
 
         // Conditions.
         let mut diagnoses = Vec::new();
@@ -145,10 +166,16 @@ impl Generator<'_> {
                 continue;
             }
             let earliest = (birth + years(f64::from(condition.onset_age))).max(today - years(25.0));
-            let Some(date) = between(rng, earliest, today - Duration::days(7)) else { continue };
+            let Some(date) = between(rng, earliest, today - Duration::days(7)) else {
+                continue;
+            };
             let codes = &self.codes[ci];
-            let mut d = Diagnosis { condition: ci, codes: vec![(date, *codes.diagnosis.choose(rng).unwrap_or(&0))] };
-            if condition.cluster == "CKD_COD" && rng.random_bool(0.3)
+            let mut d = Diagnosis {
+                condition: ci,
+                codes: vec![(date, *codes.diagnosis.choose(rng).unwrap_or(&0))],
+            };
+            if condition.cluster == "CKD_COD"
+                && rng.random_bool(0.3)
                 && let Some(earlier) = between(rng, earliest.min(date), date)
             {
                 d.codes.push((earlier, *self.ckd_stage_1_2.choose(rng).unwrap_or(&0)));
@@ -171,11 +198,15 @@ impl Generator<'_> {
             diagnoses.push(d);
         }
         // CKD stage 1-2 only (not on the stage 3-5 register).
-        if age >= 18 && rng.random_bool(0.02)
+        if age >= 18
+            && rng.random_bool(0.02)
             && let Some(date) = between(rng, (birth + years(18.0)).max(today - years(20.0)), today)
         {
             let ckd = CONDITIONS.iter().position(|c| c.cluster == "CKD_COD").unwrap_or(0);
-            diagnoses.push(Diagnosis { condition: ckd, codes: vec![(date, *self.ckd_stage_1_2.choose(rng).unwrap_or(&0))] });
+            diagnoses.push(Diagnosis {
+                condition: ckd,
+                codes: vec![(date, *self.ckd_stage_1_2.choose(rng).unwrap_or(&0))],
+            });
         }
         let ltcs = diagnoses.len() as f64;
 
@@ -185,7 +216,11 @@ impl Generator<'_> {
             .random_bool((1.0 - (1.0 - q.min(0.9)).powi(5)).min(0.95))
             .then(|| between(rng, (today - years(5.0)).max(reg_start), today))
             .flatten();
-        let left = if death.is_none() && rng.random_bool(0.02) { between(rng, reg_start, today - Duration::days(30)) } else { None };
+        let left = if death.is_none() && rng.random_bool(0.02) {
+            between(rng, reg_start, today - Duration::days(30))
+        } else {
+            None
+        };
         let end_of_record = death.or(left).unwrap_or(today);
         let recorded = |d: NaiveDate| d <= end_of_record && d >= birth;
 
@@ -197,7 +232,8 @@ impl Generator<'_> {
         };
         at.entry(gp_now).or_default().registration = Some((reg_start, death.or(left)));
         if let Some((prev, start)) = previous {
-            at.entry(self.region.practices[prev].source).or_default().registration = Some((start, Some(reg_start - Duration::days(1))));
+            at.entry(self.region.practices[prev].source).or_default().registration =
+                Some((start, Some(reg_start - Duration::days(1))));
         }
         let free_text = |rng: &mut dyn rand::RngCore| -> String {
             match rng.random_range(0..10) {
@@ -223,7 +259,9 @@ impl Generator<'_> {
         let obs_from = (today - years(10.0)).max(birth);
         let observations = poisson(rng, (0.4 + 0.04 * f64::from(age) + 0.8 * ltcs) * 10.0).min(150);
         for _ in 0..observations {
-            let Some(date) = between(rng, obs_from, today) else { break };
+            let Some(date) = between(rng, obs_from, today) else {
+                break;
+            };
             if !recorded(date) {
                 continue;
             }
@@ -231,12 +269,34 @@ impl Generator<'_> {
             let hypertensive = has("HYP_COD");
             match rng.random_range(0..6) {
                 0 | 1 if age >= 16 => {
-                    let sbp = if hypertensive { 142.0 } else { 122.0 } + 0.3 * f64::from(age.saturating_sub(40)) + gaussian(rng) * 14.0;
-                    entry.coded.push(Coded::new(date, "SNOMED", SYSTOLIC_BP, Some((sbp.round(), "mm[Hg]"))));
-                    entry.coded.push(Coded::new(date, "SNOMED", DIASTOLIC_BP, Some(((sbp * 0.62 + gaussian(rng) * 6.0).round(), "mm[Hg]"))));
+                    let sbp = if hypertensive { 142.0 } else { 122.0 }
+                        + 0.3 * f64::from(age.saturating_sub(40))
+                        + gaussian(rng) * 14.0;
+                    entry
+                        .coded
+                        .push(Coded::new(date, "SNOMED", SYSTOLIC_BP, Some((sbp.round(), "mm[Hg]"))));
+                    entry.coded.push(Coded::new(
+                        date,
+                        "SNOMED",
+                        DIASTOLIC_BP,
+                        Some(((sbp * 0.62 + gaussian(rng) * 6.0).round(), "mm[Hg]")),
+                    ));
                 }
-                2 if age >= 16 => entry.coded.push(Coded::new(date, "SNOMED", BMI, Some(((27.0 + gaussian(rng) * 4.5).max(14.0), "kg/m2")))),
-                3 => entry.coded.push(Coded::new(date, "SNOMED", BODY_WEIGHT, Some(((f64::from(age.min(18)) * 3.6 + 12.0 + gaussian(rng) * 9.0).max(3.0), "kg")))),
+                2 if age >= 16 => entry.coded.push(Coded::new(
+                    date,
+                    "SNOMED",
+                    BMI,
+                    Some(((27.0 + gaussian(rng) * 4.5).max(14.0), "kg/m2")),
+                )),
+                3 => entry.coded.push(Coded::new(
+                    date,
+                    "SNOMED",
+                    BODY_WEIGHT,
+                    Some((
+                        (f64::from(age.min(18)) * 3.6 + 12.0 + gaussian(rng) * 9.0).max(3.0),
+                        "kg",
+                    )),
+                )),
                 _ if age >= 16 => {
                     let code = [SMOKER, EX_SMOKER, NEVER_SMOKED, NEVER_SMOKED][rng.random_range(0..4)];
                     entry.coded.push(Coded::new(date, "SNOMED", code, None));
@@ -249,8 +309,17 @@ impl Generator<'_> {
             for k in 0..6 {
                 let date = today - Duration::days(30 + k * 182 + rng.random_range(0..60));
                 if recorded(date) {
-                    let value = if diabetic { 58.0 + gaussian(rng) * 12.0 } else { 44.0 + gaussian(rng) * 1.5 };
-                    at.entry(gp_for(date)).or_default().coded.push(Coded::new(date, "SNOMED", HBA1C_IFCC, Some((value.max(25.0), "mmol/mol"))));
+                    let value = if diabetic {
+                        58.0 + gaussian(rng) * 12.0
+                    } else {
+                        44.0 + gaussian(rng) * 1.5
+                    };
+                    at.entry(gp_for(date)).or_default().coded.push(Coded::new(
+                        date,
+                        "SNOMED",
+                        HBA1C_IFCC,
+                        Some((value.max(25.0), "mmol/mol")),
+                    ));
                 }
             }
         }
@@ -261,7 +330,10 @@ impl Generator<'_> {
                 let first = d.codes[0].0.max(today - years(2.0));
                 let mut date = first + Duration::days(rng.random_range(0..56));
                 while date <= today && recorded(date) {
-                    at.entry(gp_for(date)).or_default().medications.push((date, *dmd, *quantity));
+                    at.entry(gp_for(date))
+                        .or_default()
+                        .medications
+                        .push((date, *dmd, *quantity));
                     date += Duration::days(rng.random_range(50..63));
                 }
             }
@@ -270,44 +342,76 @@ impl Generator<'_> {
         for _ in 0..poisson(rng, (1.5 + 0.04 * f64::from(age) + 1.2 * ltcs) * 3.0) {
             if let Some(date) = between(rng, three_years_ago.max(birth), today).filter(|d| recorded(*d)) {
                 let kind = GP_CONTACTS.choose(rng).copied().unwrap_or("telephone");
-                at.entry(gp_for(date)).or_default().encounters.push(("gp", date, Some(date), kind, 42.0));
+                at.entry(gp_for(date))
+                    .or_default()
+                    .encounters
+                    .push(("gp", date, Some(date), kind, 42.0));
             }
         }
 
         // Acute trust, by geography.
-        let acute = self.region.acute.get(practice_index % self.region.acute.len().max(1)).copied();
+        let acute = self
+            .region
+            .acute
+            .get(practice_index % self.region.acute.len().max(1))
+            .copied();
         if let Some(trust) = acute {
             let age_f = f64::from(age);
             for _ in 0..poisson(rng, (0.03 + 0.0018 * age_f + 0.07 * ltcs) * 3.0) {
-                let Some(start) = between(rng, three_years_ago.max(birth), today).filter(|d| recorded(*d)) else { continue };
+                let Some(start) = between(rng, three_years_ago.max(birth), today).filter(|d| recorded(*d)) else {
+                    continue;
+                };
                 let los = poisson(rng, 1.0 + 0.06 * age_f) as i64;
                 let end = start + Duration::days(los);
                 let diag = if !diagnoses.is_empty() && rng.random_bool(0.6) {
                     let cluster = CONDITIONS[diagnoses[rng.random_range(0..diagnoses.len())].condition].cluster;
-                    ICD10_BY_CLUSTER.iter().find(|(c, _)| *c == cluster).map(|(_, icd)| *icd)
+                    ICD10_BY_CLUSTER
+                        .iter()
+                        .find(|(c, _)| *c == cluster)
+                        .map(|(_, icd)| *icd)
                 } else {
                     None
                 }
                 .unwrap_or_else(|| ICD10_OTHER.choose(rng).copied().unwrap_or("R69X"));
                 let kind = if rng.random_bool(0.65) { "emergency" } else { "elective" };
                 let entry = at.entry(trust).or_default();
-                entry.encounters.push(("inpatient", start, Some(end.min(today)), kind, 1500.0 + 450.0 * los as f64));
+                entry.encounters.push((
+                    "inpatient",
+                    start,
+                    Some(end.min(today)),
+                    kind,
+                    1500.0 + 450.0 * los as f64,
+                ));
                 entry.coded.push(Coded::new(start, "ICD10", diag, None));
             }
             for _ in 0..poisson(rng, (0.3 + 0.004 * age_f + 0.3 * ltcs) * 3.0) {
                 if let Some(date) = between(rng, three_years_ago.max(birth), today).filter(|d| recorded(*d)) {
-                    let kind = if rng.random_bool(0.35) { "first_attendance" } else { "follow_up" };
-                    at.entry(trust).or_default().encounters.push(("outpatient", date, Some(date), kind, 160.0));
+                    let kind = if rng.random_bool(0.35) {
+                        "first_attendance"
+                    } else {
+                        "follow_up"
+                    };
+                    at.entry(trust)
+                        .or_default()
+                        .encounters
+                        .push(("outpatient", date, Some(date), kind, 160.0));
                 }
             }
             for _ in 0..poisson(rng, (0.22 + 0.05 * ltcs) * 3.0) {
                 if let Some(date) = between(rng, three_years_ago.max(birth), today).filter(|d| recorded(*d)) {
-                    at.entry(trust).or_default().encounters.push(("a&e", date, Some(date), "type_1", 250.0));
+                    at.entry(trust)
+                        .or_default()
+                        .encounters
+                        .push(("a&e", date, Some(date), "type_1", 250.0));
                 }
             }
         }
         // Mental health trust: people with SMI, some with depression.
-        if let Some(trust) = self.region.mental_health.get(practice_index % self.region.mental_health.len().max(1)).copied()
+        if let Some(trust) = self
+            .region
+            .mental_health
+            .get(practice_index % self.region.mental_health.len().max(1))
+            .copied()
             && ((has("MH_COD") && rng.random_bool(0.85)) || (has("DEPR_COD") && rng.random_bool(0.2)))
         {
             let icd = if has("MH_COD") { "F20.9" } else { "F32.9" };
@@ -325,27 +429,49 @@ impl Generator<'_> {
             }
         }
         // Community services: the old and the breathless.
-        if let Some(provider) = self.region.community.get(practice_index % self.region.community.len().max(1)).copied()
-            && ((age >= 75 && rng.random_bool(0.4)) || ((has("HF_COD") || has("COPD_COD") || has("DEM_COD")) && rng.random_bool(0.5)))
+        if let Some(provider) = self
+            .region
+            .community
+            .get(practice_index % self.region.community.len().max(1))
+            .copied()
+            && ((age >= 75 && rng.random_bool(0.4))
+                || ((has("HF_COD") || has("COPD_COD") || has("DEM_COD")) && rng.random_bool(0.5)))
         {
             for _ in 0..rng.random_range(4..21) {
                 if let Some(date) = between(rng, three_years_ago.max(birth), today).filter(|d| recorded(*d)) {
                     let kind = COMMUNITY_SERVICES.choose(rng).copied().unwrap_or("district_nursing");
-                    at.entry(provider).or_default().encounters.push(("community", date, Some(date), kind, 60.0));
+                    at.entry(provider)
+                        .or_default()
+                        .encounters
+                        .push(("community", date, Some(date), kind, 60.0));
                 }
             }
         }
         // Adult social care.
-        if let Some(council) = self.region.social_care.get(practice_index % self.region.social_care.len().max(1)).copied()
+        if let Some(council) = self
+            .region
+            .social_care
+            .get(practice_index % self.region.social_care.len().max(1))
+            .copied()
             && age >= 65
             && (has("DEM_COD") || frailty > 1.8 || (age >= 85 && rng.random_bool(0.3)))
         {
             for _ in 0..rng.random_range(1..3) {
-                let Some(start) = between(rng, three_years_ago.max(birth), today).filter(|d| recorded(*d)) else { continue };
-                let (service, weekly) = SOCIAL_CARE_SERVICES.choose(rng).copied().unwrap_or(("home_care", 300.0));
-                let end = between(rng, start, today).filter(|_| rng.random_bool(0.6)).map(|e| e.min(end_of_record));
+                let Some(start) = between(rng, three_years_ago.max(birth), today).filter(|d| recorded(*d)) else {
+                    continue;
+                };
+                let (service, weekly) = SOCIAL_CARE_SERVICES
+                    .choose(rng)
+                    .copied()
+                    .unwrap_or(("home_care", 300.0));
+                let end = between(rng, start, today)
+                    .filter(|_| rng.random_bool(0.6))
+                    .map(|e| e.min(end_of_record));
                 let weeks = ((end.unwrap_or(today.min(end_of_record)) - start).num_days() as f64 / 7.0).max(1.0);
-                at.entry(council).or_default().encounters.push(("social_care", start, end, service, weekly * weeks));
+                at.entry(council)
+                    .or_default()
+                    .encounters
+                    .push(("social_care", start, end, service, weekly * weeks));
             }
         }
 
@@ -394,7 +520,15 @@ impl Generator<'_> {
                     system_text = "READ2";
                     stats.unknown_code_system_rows += 1;
                 }
-                buffer.coded(format, &identity, &date_text, system_text, &event.code, event.value, &event.text);
+                buffer.coded(
+                    format,
+                    &identity,
+                    &date_text,
+                    system_text,
+                    &event.code,
+                    event.value,
+                    &event.text,
+                );
             }
             for (date, dmd, quantity) in &records.medications {
                 buffer.medication(format, &identity, *date, *dmd, *quantity, "One tablet daily");
@@ -440,13 +574,23 @@ impl Generator<'_> {
         let sets = &self.sets[ci];
         let ckd = CONDITIONS[ci].cluster == "CKD_COD";
         let counts = |code: &i64| sets.diagnosis.contains(code) || (ckd && self.ckd_stage_1_2.contains(code));
-        let Some(latest) = history.iter().filter(|(_, code)| counts(code)).map(|(date, _)| *date).max() else {
+        let Some(latest) = history
+            .iter()
+            .filter(|(_, code)| counts(code))
+            .map(|(date, _)| *date)
+            .max()
+        else {
             return false;
         };
-        if history.iter().any(|(date, code)| *date > latest && sets.resolved.contains(code)) {
+        if history
+            .iter()
+            .any(|(date, code)| *date > latest && sets.resolved.contains(code))
+        {
             return false;
         }
-        !ckd || history.iter().any(|(date, code)| *date == latest && sets.diagnosis.contains(code))
+        !ckd || history
+            .iter()
+            .any(|(date, code)| *date == latest && sets.diagnosis.contains(code))
     }
 
     fn nhs_number(&self, index: u64) -> NhsNumber {
@@ -461,7 +605,11 @@ impl Generator<'_> {
             digits[9] = b'0' + (digits[9] - b'0' + 1) % 10;
         }
         let text = String::from_utf8_lossy(&digits).into_owned();
-        if rng.random_bool(0.1) { format!("{} {} {}", &text[..3], &text[3..6], &text[6..]) } else { text }
+        if rng.random_bool(0.1) {
+            format!("{} {} {}", &text[..3], &text[3..6], &text[6..])
+        } else {
+            text
+        }
     }
 }
 

@@ -5,8 +5,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::fmt::Write as _;
 
-use super::vocab::{INWARD_LETTERS, TOWNS};
 use super::SynthConfig;
+use super::vocab::{INWARD_LETTERS, TOWNS};
 use crate::lookup::{IMD_HEADER, ONS_POSTCODE_HEADER};
 use crate::registry::{FeedFormat, NHS_NUMBER_SYSTEM, OrgType, Registry, Source};
 
@@ -22,7 +22,13 @@ pub struct OrgMix {
 
 impl Default for OrgMix {
     fn default() -> Self {
-        Self { gp_practices: 320, acute_trusts: 12, mental_health_trusts: 6, community_providers: 12, social_care: 50 }
+        Self {
+            gp_practices: 320,
+            acute_trusts: 12,
+            mental_health_trusts: 6,
+            community_providers: 12,
+            social_care: 50,
+        }
     }
 }
 
@@ -64,7 +70,11 @@ const SUB_ICBS: [(&str, &str); 4] = [("9S1", "QP1"), ("9S2", "QP1"), ("9S3", "QP
 
 /// A, B, …, Z, AA, AB, … (unique for any count).
 fn letters(i: usize) -> String {
-    if i < 26 { letter(i).to_string() } else { format!("{}{}", letters(i / 26 - 1), letter(i % 26)) }
+    if i < 26 {
+        letter(i).to_string()
+    } else {
+        format!("{}{}", letters(i / 26 - 1), letter(i % 26))
+    }
 }
 
 fn letter(i: usize) -> char {
@@ -86,7 +96,12 @@ impl Region {
             let fhir = rng.random_bool(config.fhir_share);
             sources.push(Source {
                 ods: format!("X9{:04}", i + 1),
-                name: format!("{} {} Surgery", TOWNS[i % TOWNS.len()], ["Medical Centre", "Health Centre", "Family Practice", "Group Practice"][i % 4]).replace(" Surgery", ""),
+                name: format!(
+                    "{} {} Surgery",
+                    TOWNS[i % TOWNS.len()],
+                    ["Medical Centre", "Health Centre", "Family Practice", "Group Practice"][i % 4]
+                )
+                .replace(" Surgery", ""),
                 org_type: OrgType::GpPractice,
                 format: if fhir { FeedFormat::FhirNdjson } else { FeedFormat::Csv },
                 identifier_system: NHS_NUMBER_SYSTEM.into(),
@@ -114,11 +129,19 @@ impl Region {
                         )
                     })
                     .collect();
-                lsoas.push(Lsoa { code: format!("E01{:06}", 900_001 + n), decile, postcodes });
+                lsoas.push(Lsoa {
+                    code: format!("E01{:06}", 900_001 + n),
+                    decile,
+                    postcodes,
+                });
                 own.push(n);
             }
             let weight = (gaussian(&mut rng) * 0.45).exp();
-            practices.push(Practice { source: sources.len() - 1, weight, lsoas: own });
+            practices.push(Practice {
+                source: sources.len() - 1,
+                weight,
+                lsoas: own,
+            });
         }
         let push = |sources: &mut Vec<Source>, kind: OrgType, n: usize, prefix: &str, label: &str| -> Vec<usize> {
             (0..n)
@@ -126,7 +149,11 @@ impl Region {
                     let (sub_icb, icb) = sub_icb_of(i, n);
                     let fhir = kind == OrgType::CommunityProvider && i % 2 == 0;
                     sources.push(Source {
-                        ods: if kind == OrgType::SocialCare { format!("{prefix}{:02}", i + 1) } else { format!("{prefix}{}", letters(i)) },
+                        ods: if kind == OrgType::SocialCare {
+                            format!("{prefix}{:02}", i + 1)
+                        } else {
+                            format!("{prefix}{}", letters(i))
+                        },
                         name: format!("{} {label}", TOWNS[i % TOWNS.len()]),
                         org_type: kind,
                         format: if fhir { FeedFormat::FhirNdjson } else { FeedFormat::Csv },
@@ -140,10 +167,34 @@ impl Region {
                 })
                 .collect()
         };
-        let acute = push(&mut sources, OrgType::AcuteTrust, mix.acute_trusts, "T9", "Hospitals NHS Trust");
-        let mental_health = push(&mut sources, OrgType::MentalHealthTrust, mix.mental_health_trusts, "M9", "Mental Health NHS Trust");
-        let community = push(&mut sources, OrgType::CommunityProvider, mix.community_providers, "C9", "Community Health Services");
-        let social_care = push(&mut sources, OrgType::SocialCare, mix.social_care, "LA9", "Council Adult Social Care");
+        let acute = push(
+            &mut sources,
+            OrgType::AcuteTrust,
+            mix.acute_trusts,
+            "T9",
+            "Hospitals NHS Trust",
+        );
+        let mental_health = push(
+            &mut sources,
+            OrgType::MentalHealthTrust,
+            mix.mental_health_trusts,
+            "M9",
+            "Mental Health NHS Trust",
+        );
+        let community = push(
+            &mut sources,
+            OrgType::CommunityProvider,
+            mix.community_providers,
+            "C9",
+            "Community Health Services",
+        );
+        let social_care = push(
+            &mut sources,
+            OrgType::SocialCare,
+            mix.social_care,
+            "LA9",
+            "Council Adult Social Care",
+        );
         let mut cumulative = Vec::with_capacity(practices.len());
         let mut total = 0.0;
         for p in &practices {
@@ -151,7 +202,10 @@ impl Region {
             cumulative.push(total);
         }
         Region {
-            registry: Registry { region: format!("Poplar synthetic region (seed {})", config.seed), sources },
+            registry: Registry {
+                region: format!("Poplar synthetic region (seed {})", config.seed),
+                sources,
+            },
             practices,
             practice_cumulative: cumulative,
             acute,
@@ -165,7 +219,9 @@ impl Region {
     pub fn sample_practice(&self, rng: &mut impl Rng) -> usize {
         let total = self.practice_cumulative.last().copied().unwrap_or(1.0);
         let x = rng.random_range(0.0..total);
-        self.practice_cumulative.partition_point(|c| *c <= x).min(self.practices.len().saturating_sub(1))
+        self.practice_cumulative
+            .partition_point(|c| *c <= x)
+            .min(self.practices.len().saturating_sub(1))
     }
 
     /// ONS postcode → OA/LSOA/MSOA/LAD best-fit lookup, in its published column layout.
