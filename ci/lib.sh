@@ -21,6 +21,13 @@ ensure_tools() {
     fi
 }
 
+# The formatter and linter ci/test runs (part of the toolchain, but a minimal install
+# may lack them).
+ensure_rust_components() {
+    cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+    cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+}
+
 # Create (or update) the virtualenv from ci/requirements.txt; re-installs only when the
 # requirements change.
 ensure_python_env() {

@@ -235,7 +235,7 @@ fn main() -> anyhow::Result<()> {
             };
             let (open_seconds, timings) = runtime.block_on(async {
                 let started = Instant::now();
-                let catalog = poplar_engine::Catalog::open(store).await?;
+                let catalog = poplar_engine::SnapshotCatalog::open(store, Vec::new()).await?;
                 let open_seconds = started.elapsed().as_secs_f64();
                 let loaded = catalog.current();
                 let mut questions: Vec<(String, String)> = poplar_queries::REGISTERS

@@ -3,6 +3,7 @@
 computing the same QOF rule directly over the landed Delta tables."""
 
 import csv
+import json
 import pathlib
 import re
 import signal
@@ -209,6 +210,56 @@ def test_every_request_is_in_the_audit_log_and_it_verifies(server, poplar_bin):
     assert [e["seq"] for e in log] == list(range(len(log))), "contiguous"
     out = subprocess.run([poplar_bin, "audit", "verify", "--store", str(store)], capture_output=True, text=True, env=poplar_env())
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def audit_entries(store):
+    return [json.loads(p.read_text()) for p in sorted((store / "audit").glob("*.json"))]
+
+
+def test_a_server_killed_mid_answer_leaves_a_provisional_entry_and_a_verifiable_chain(landed, poplar_bin, tmp_path):
+    """An answer's provisional audit entry is written before its first row leaves; kill -9
+    the server while rows stream and the entry stands, with no completion, and the chain
+    still verifies."""
+    store, _ = landed
+    users = tmp_path / "users.toml"
+    token = add_user(poplar_bin, users, "sam", "steward")
+    proc = subprocess.Popen([poplar_bin, "serve", "--store", str(store), "--users", str(users), "--addr", "127.0.0.1:0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=poplar_env())
+    sql = "SELECT value FROM generate_series(1, 50000000) AS t(value) -- killed mid-answer"
+    try:
+        match = re.search(r"grpc://(\S+)", proc.stdout.readline())
+        assert match
+        conn = connect(f"grpc://{match.group(1)}", "sam", token)
+        cur = conn.cursor()
+        cur.execute(sql)
+        reader = cur.fetch_record_batch()
+        assert reader.read_next_batch().num_rows > 0, "rows have left the server"
+        proc.kill()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    entries = audit_entries(store)
+    started = [e for e in entries if e["request"].get("text") == sql and e["outcome"]["status"] == "started"]
+    assert len(started) == 1, entries[-5:]
+    assert not [e for e in entries if e.get("completes") == started[0]["seq"]], "the answer never ended"
+    out = subprocess.run([poplar_bin, "audit", "verify", "--store", str(store)], capture_output=True, text=True, env=poplar_env())
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_metadata_calls_and_failed_sign_ins_are_audited(server):
+    uri, tokens, store = server
+    with connect(uri, "cam", tokens["cam"]) as conn:
+        listed_tables(conn)
+    with pytest.raises(Exception):
+        with connect(uri, "cam", "ppl_not-the-token") as conn:
+            conn.cursor().execute("SELECT 1")
+    entries = audit_entries(store)
+    calls = [e for e in entries if e["request"]["kind"] == "call" and e["user"] == "cam" and e["outcome"]["status"] == "answered"]
+    assert any(e["request"]["rpc"] == "GetTables" for e in calls), "a catalog listing is audited"
+    failed = [e for e in entries if e["request"]["kind"] == "sign_in" and e["user"] == "cam" and e["outcome"]["status"] == "refused"]
+    assert failed and failed[-1]["outcome"]["rule"] == "unauthenticated"
+    assert not any("ppl_not-the-token" in json.dumps(e) for e in entries), "a token is never logged"
 
 
 def codes(name):

@@ -13,7 +13,7 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use crate::EngineError;
-use crate::session::{Principal, Role};
+use crate::identity::{Principal, Role};
 
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 const TOKEN_PREFIX: &str = "ppl_";
@@ -119,10 +119,7 @@ impl Authenticator {
         self.users
             .iter()
             .find(|u| same(&u.token_sha256, &h))
-            .map(|u| Principal {
-                user: u.name.clone(),
-                role: u.role,
-            })
+            .map(|u| Principal::new(u.name.clone(), u.role))
     }
 
     /// Basic sign-in: the user's token as password. Returns a new session token.
@@ -132,7 +129,7 @@ impl Authenticator {
             .filter(|p| p.user == user)
             .ok_or_else(|| EngineError::Unauthenticated("unknown user or wrong token".into()))?;
         let session = new_token();
-        let mut sessions = self.sessions.write().unwrap_or_else(|p| p.into_inner());
+        let mut sessions = crate::sync::write(&self.sessions);
         let now = Instant::now();
         sessions.retain(|_, (_, until)| *until > now);
         sessions.insert(hash(&session), (principal.clone(), now + SESSION_TTL));
@@ -142,7 +139,7 @@ impl Authenticator {
     /// A bearer token: a live session token or a user's own token.
     pub fn check_bearer(&self, token: &str) -> Result<Principal, EngineError> {
         let h = hash(token);
-        if let Some((p, until)) = self.sessions.read().unwrap_or_else(|p| p.into_inner()).get(&h)
+        if let Some((p, until)) = crate::sync::read(&self.sessions).get(&h)
             && *until > Instant::now()
         {
             return Ok(p.clone());

@@ -1,42 +1,114 @@
-//! The catalog over landed data: every table as the latest snapshot sees it, in one
-//! immutable `SessionContext` per snapshot. A background poller builds the next context
-//! when a load commits a new snapshot and swaps it in; queries already running keep the
-//! one they started with, so no query ever mixes two snapshots.
+//! The catalog over landed data: every table as one snapshot sees it, in one immutable
+//! [`SnapshotContext`] per snapshot. A background poller builds the next context when a
+//! load commits a new snapshot and swaps it in; queries already running keep the one they
+//! started with, so no query ever mixes two snapshots.
+//!
+//! The catalog decides who may see each table ([`Visibility`]); disclosure control and the
+//! catalog listings both ask it. Tables that are not landed data (the audit log, and the
+//! services' own tables later) are handed in by the server as [`ExtraTable`]s, so the
+//! catalog depends on none of them.
 
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chrono::NaiveDate;
 use deltalake::datafusion::catalog::MemTable;
 use deltalake::datafusion::datasource::TableProvider;
+use deltalake::datafusion::logical_expr::TableType;
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::delta_datafusion::{DeltaScanConfig, DeltaScanNext};
 use poplar_loaders::landing::{self, Snapshot};
 use poplar_loaders::{Store, Table};
 use poplar_queries::REGISTERS;
+use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::{EngineError, udfs};
+use crate::identity::Principal;
+use crate::{EngineError, as_of, sync, udfs};
 
 /// Catalog and schema names clients see.
 pub const CATALOG: &str = "poplar";
 pub const SCHEMA: &str = "public";
+/// The reference table of every codelist's codes and terms.
+const CODELISTS: &str = "codelists";
+
+/// Who may read a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visibility {
+    /// Everyone signed in (under disclosure control unless a steward).
+    Everyone,
+    /// Data stewards only: feed quality, load history, opt-outs, the audit log.
+    StewardsOnly,
+}
+
+/// A table the server serves beside the landed ones.
+#[derive(Debug, Clone)]
+pub struct ExtraTable {
+    pub name: &'static str,
+    pub provider: Arc<dyn TableProvider>,
+    pub visibility: Visibility,
+}
+
+/// How a catalog listing describes a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableKind {
+    Table,
+    View,
+}
+
+impl TableKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TableKind::Table => "TABLE",
+            TableKind::View => "VIEW",
+        }
+    }
+}
+
+/// Landed personal tables and reference data are for everyone; feed quality, load history
+/// and opt-outs are for stewards. A table not named here is stewards-only by default.
+fn landed_visibility(table: Table) -> Visibility {
+    if Table::PERSONAL.contains(&table) || table == Table::Organisations {
+        Visibility::Everyone
+    } else {
+        Visibility::StewardsOnly
+    }
+}
 
 /// One snapshot's tables, views and functions, ready to plan queries against.
-pub struct Loaded {
+pub struct SnapshotContext {
     pub snapshot: Option<Snapshot>,
     /// Registers are computed as of this date: the end of the newest period delivered.
     pub reference_date: Option<NaiveDate>,
     pub context: SessionContext,
+    steward_only: Arc<BTreeSet<String>>,
 }
 
-impl Loaded {
+impl std::fmt::Debug for SnapshotContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotContext")
+            .field("snapshot", &self.snapshot_id())
+            .field("reference_date", &self.reference_date)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SnapshotContext {
     pub fn snapshot_id(&self) -> Option<i64> {
         self.snapshot.as_ref().map(|s| s.id)
     }
 
-    /// Table and view names with their kinds, for catalog listings.
-    pub async fn tables(&self) -> Result<Vec<(String, &'static str, SchemaRef)>, EngineError> {
+    /// The tables only stewards may read (disclosure control refuses them to others).
+    pub fn steward_only(&self) -> Arc<BTreeSet<String>> {
+        self.steward_only.clone()
+    }
+
+    pub fn visible_to(&self, table: &str, principal: &Principal) -> bool {
+        principal.is_steward() || !self.steward_only.contains(table)
+    }
+
+    /// The tables and views `principal` may see, with their kinds, for catalog listings.
+    pub async fn tables(&self, principal: &Principal) -> Result<Vec<(String, TableKind, SchemaRef)>, EngineError> {
         let mut out = Vec::new();
         let Some(schema) = self.context.catalog(CATALOG).and_then(|c| c.schema(SCHEMA)) else {
             return Ok(out);
@@ -44,21 +116,19 @@ impl Loaded {
         let mut names = schema.table_names();
         names.sort();
         for name in names {
+            if !self.visible_to(&name, principal) {
+                continue;
+            }
             if let Some(t) = schema.table(&name).await? {
                 let kind = match t.table_type() {
-                    deltalake::datafusion::logical_expr::TableType::View => "VIEW",
-                    _ => "TABLE",
+                    TableType::View => TableKind::View,
+                    TableType::Base | TableType::Temporary => TableKind::Table,
                 };
                 out.push((name, kind, t.schema()));
             }
         }
         Ok(out)
     }
-}
-
-pub struct Catalog {
-    store: Store,
-    current: RwLock<Arc<Loaded>>,
 }
 
 fn codelists_table() -> Result<Arc<dyn TableProvider>, EngineError> {
@@ -94,7 +164,7 @@ fn scan_config() -> DeltaScanConfig {
     config
 }
 
-async fn provider(
+async fn landed_provider(
     store: &Store,
     snapshot: Option<&Snapshot>,
     table: Table,
@@ -111,9 +181,6 @@ async fn provider(
     Ok(Arc::new(MemTable::try_new(table.schema(), vec![vec![]])?))
 }
 
-/// Internal working table, present only while registers are computed.
-const LATEST_CODES: &str = "_latest_codes";
-
 async fn collect_table(ctx: &SessionContext, sql: &str) -> Result<Arc<dyn TableProvider>, EngineError> {
     let df = ctx.sql(sql).await?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
@@ -121,6 +188,7 @@ async fn collect_table(ctx: &SessionContext, sql: &str) -> Result<Arc<dyn TableP
     Ok(Arc::new(MemTable::try_new(schema, vec![batches])?))
 }
 
+/// The end of the newest period any landed delivery covers.
 async fn reference_date(ctx: &SessionContext) -> Result<Option<NaiveDate>, EngineError> {
     let batches = ctx
         .sql("SELECT CAST(max(period_end) AS VARCHAR) FROM deliveries WHERE status = 'landed'")
@@ -128,15 +196,22 @@ async fn reference_date(ctx: &SessionContext) -> Result<Option<NaiveDate>, Engin
         .collect()
         .await?;
     let values = landing::string_values(&batches, 0)?;
-    Ok(values
+    // No landed delivery yet: no reference date, no registers. A date that does not parse
+    // would silently leave the registers out, so it is an error.
+    values
         .into_iter()
         .flatten()
         .next()
-        .and_then(|s| NaiveDate::parse_from_str(&s, "%Y-%m-%d").ok()))
+        .map(|s| {
+            NaiveDate::parse_from_str(&s, "%Y-%m-%d")
+                .map_err(|e| EngineError::Config(format!("deliveries.period_end {s:?} is not a date: {e}")))
+        })
+        .transpose()
 }
 
-/// Build the context for one snapshot.
-pub async fn load_snapshot(store: &Store, snapshot: Option<Snapshot>) -> Result<Loaded, EngineError> {
+/// The session every snapshot starts from: Poplar's catalog names, no
+/// `information_schema` (it would list steward-only tables), Poplar's functions.
+fn base_context() -> SessionContext {
     let config = SessionConfig::new()
         .with_default_catalog_and_schema(CATALOG, SCHEMA)
         .with_information_schema(false);
@@ -144,63 +219,104 @@ pub async fn load_snapshot(store: &Store, snapshot: Option<Snapshot>) -> Result<
     for udf in udfs::all() {
         ctx.register_udf(udf);
     }
-    for table in Table::ALL.into_iter().filter(|t| t.is_served()) {
-        ctx.register_table(table.name(), provider(store, snapshot.as_ref(), table, &ctx).await?)?;
-    }
-    ctx.register_table("codelists", codelists_table()?)?;
-    // Stewards query the audit log as a table, read fresh from the store on every scan;
-    // disclosure control refuses it to everyone else.
-    ctx.register_table("audit_log", Arc::new(crate::audit::AuditTable::new(store.clone())))?;
-    let reference = reference_date(&ctx).await?;
-    if let Some(date) = reference {
-        let on = format!("DATE '{}'", date.format("%Y-%m-%d"));
-        let started = std::time::Instant::now();
-        // Registers are computed once per snapshot, from one scan of events (trusted,
-        // internal definitions, planned with the unrestricted `sql`), and served from memory.
-        let latest = collect_table(&ctx, &poplar_queries::registers::latest_codes_sql(&on)).await?;
-        ctx.register_table(LATEST_CODES, latest)?;
-        let membership = collect_table(&ctx, &poplar_queries::registers::membership_sql(LATEST_CODES, &on)).await?;
-        ctx.deregister_table(LATEST_CODES)?;
-        ctx.register_table("register_membership", membership)?;
-        for register in REGISTERS {
-            ctx.sql(&format!(
-                "CREATE VIEW register_{id} AS SELECT person_id, practice, latest_code_date FROM register_membership WHERE register = '{id}'",
-                id = register.id
-            ))
-            .await?;
-        }
+    ctx
+}
+
+/// Register membership as of `on`, computed once per snapshot from one scan of events
+/// (trusted internal definitions, planned with the unrestricted session) and served from
+/// memory, with a view per register and the registered population.
+async fn register_registers(ctx: &SessionContext, on: NaiveDate) -> Result<(), EngineError> {
+    let on = format!("DATE '{}'", on.format("%Y-%m-%d"));
+    let started = std::time::Instant::now();
+    let latest = collect_table(ctx, &poplar_queries::registers::latest_codes_sql(&on)).await?;
+    ctx.register_table(as_of::LATEST_CODES, latest)?;
+    let membership = collect_table(
+        ctx,
+        &poplar_queries::registers::membership_sql(as_of::LATEST_CODES, &on),
+    )
+    .await?;
+    ctx.deregister_table(as_of::LATEST_CODES)?;
+    ctx.register_table("register_membership", membership)?;
+    for register in REGISTERS {
         ctx.sql(&format!(
-            "CREATE VIEW registered_population AS {}",
-            poplar_queries::registers::registered_population_sql(&on)
+            "CREATE VIEW register_{id} AS SELECT person_id, practice, latest_code_date FROM register_membership WHERE register = '{id}'",
+            id = register.id
         ))
         .await?;
-        tracing::info!(seconds = started.elapsed().as_secs_f64(), "registers computed");
     }
-    // `registers_on(date)` and `population_on(date)`: the same questions as of any date.
-    crate::reference_date::register(&ctx).await?;
-    Ok(Loaded {
+    ctx.sql(&format!(
+        "CREATE VIEW registered_population AS {}",
+        poplar_queries::registers::registered_population_sql(&on)
+    ))
+    .await?;
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "registers computed");
+    Ok(())
+}
+
+/// Build the context for one snapshot: landed tables, reference data, the server's extra
+/// tables, registers as of the reference date, and the as-of-date functions.
+pub async fn open_snapshot(
+    store: &Store,
+    snapshot: Option<Snapshot>,
+    extra: &[ExtraTable],
+) -> Result<SnapshotContext, EngineError> {
+    let ctx = base_context();
+    let mut steward_only = BTreeSet::new();
+    for table in Table::ALL.into_iter().filter(|t| t.is_served()) {
+        ctx.register_table(
+            table.name(),
+            landed_provider(store, snapshot.as_ref(), table, &ctx).await?,
+        )?;
+        if landed_visibility(table) == Visibility::StewardsOnly {
+            steward_only.insert(table.name().to_string());
+        }
+    }
+    // Not served, but named so that no one but a steward could read it if it ever were.
+    for table in Table::ALL.into_iter().filter(|t| !t.is_served()) {
+        steward_only.insert(table.name().to_string());
+    }
+    ctx.register_table(CODELISTS, codelists_table()?)?;
+    for table in extra {
+        ctx.register_table(table.name, table.provider.clone())?;
+        if table.visibility == Visibility::StewardsOnly {
+            steward_only.insert(table.name.to_string());
+        }
+    }
+    let reference = reference_date(&ctx).await?;
+    if let Some(date) = reference {
+        register_registers(&ctx, date).await?;
+    }
+    as_of::register(&ctx).await?;
+    Ok(SnapshotContext {
         snapshot,
         reference_date: reference,
         context: ctx,
+        steward_only: Arc::new(steward_only),
     })
 }
 
-impl Catalog {
-    pub async fn open(store: Store) -> Result<Self, EngineError> {
+/// The snapshot being served, swapped when a load commits a newer one.
+#[derive(Debug)]
+pub struct SnapshotCatalog {
+    store: Store,
+    extra: Vec<ExtraTable>,
+    current: RwLock<Arc<SnapshotContext>>,
+}
+
+impl SnapshotCatalog {
+    pub async fn open(store: Store, extra: Vec<ExtraTable>) -> Result<Self, EngineError> {
         let snapshot = landing::latest_snapshot(&store).await?;
-        let loaded = load_snapshot(&store, snapshot).await?;
+        let context = open_snapshot(&store, snapshot, &extra).await?;
         Ok(Self {
             store,
-            current: RwLock::new(Arc::new(loaded)),
+            extra,
+            current: RwLock::new(Arc::new(context)),
         })
     }
 
     /// The context queries should use now.
-    pub fn current(&self) -> Arc<Loaded> {
-        match self.current.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+    pub fn current(&self) -> Arc<SnapshotContext> {
+        sync::read(&self.current).clone()
     }
 
     /// Load the newest snapshot if it differs from the one served. Returns whether it did.
@@ -209,12 +325,9 @@ impl Catalog {
         if latest.as_ref().map(|s| s.id) == self.current().snapshot_id() {
             return Ok(false);
         }
-        let loaded = Arc::new(load_snapshot(&self.store, latest).await?);
-        tracing::info!(snapshot = ?loaded.snapshot_id(), reference_date = ?loaded.reference_date, "serving a new snapshot");
-        match self.current.write() {
-            Ok(mut guard) => *guard = loaded,
-            Err(poisoned) => *poisoned.into_inner() = loaded,
-        }
+        let context = Arc::new(open_snapshot(&self.store, latest, &self.extra).await?);
+        tracing::info!(snapshot = ?context.snapshot_id(), reference_date = ?context.reference_date, "serving a new snapshot");
+        *sync::write(&self.current) = context;
         Ok(true)
     }
 

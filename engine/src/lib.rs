@@ -1,17 +1,37 @@
-//! Poplar's engine: the catalog over landed data, users and sessions, the SQL policy, and
-//! Arrow Flight SQL serving (disclosure control, audit and Poplar's own services next).
+//! Poplar's engine: the catalog over landed data, the request path every service shares,
+//! disclosure control, the audit log, and the transports.
+//!
+//! Modules, leaves first (each depends only on those above it):
+//! - [`identity`]: roles and the principal a request runs as;
+//! - [`error`]: every error, its [`Rule`] if a refusal, and the one classification that
+//!   picks both the gRPC code and the audit outcome;
+//! - [`disclosure`]: the analyzer rule, the release operator, noise, policy, budgets;
+//!   [`audit`]: the hash-chained log; [`auth`]: users and tokens; [`udfs`]: SQL functions;
+//! - [`catalog`]: one snapshot's tables, views and functions ([`as_of`]: registers as of
+//!   any date), given extra tables (the audit log) by the server;
+//! - [`session`]: one request's session with its policy installed;
+//! - [`gate`]: the request path (authenticate → policy → plan → budget → execute →
+//!   release → audit) that every transport calls;
+//! - [`flight`]: Arrow Flight SQL over the gate;
+//! - [`server`]: assembles the above and serves the transports on one port.
 
+mod as_of;
 pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod disclosure;
-mod error;
+pub mod error;
 pub mod flight;
-mod reference_date;
+pub mod gate;
+pub mod identity;
 pub mod server;
 pub mod session;
+mod sync;
 pub mod udfs;
 
-pub use catalog::{Catalog, Loaded};
-pub use error::EngineError;
-pub use session::{Disclosure, Principal, QuerySession, Role};
+pub use catalog::{SnapshotCatalog, SnapshotContext};
+pub use disclosure::Disclosure;
+pub use error::{EngineError, Rule};
+pub use gate::Gate;
+pub use identity::{Principal, Role};
+pub use session::QuerySession;

@@ -1,5 +1,7 @@
-//! `poplar serve`: Flight SQL on a TCP address, optionally with TLS, draining in-flight
-//! queries on SIGTERM or Ctrl-C.
+//! `poplar serve`: one gRPC server on one address, optionally with TLS, draining in-flight
+//! requests on SIGTERM or Ctrl-C. It assembles the engine in dependency order — audit log,
+//! snapshot catalog (given the audit log as a steward-only table), disclosure control, the
+//! request path — and mounts each service on it.
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use std::net::SocketAddr;
@@ -9,12 +11,17 @@ use std::time::Duration;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use crate::EngineError;
-use crate::audit::AuditLog;
+use crate::audit::{AUDIT_TABLE, AuditLog, AuditRequest, AuditTable, Outcome};
 use crate::auth::{Authenticator, UsersFile};
-use crate::catalog::Catalog;
+use crate::catalog::{ExtraTable, SnapshotCatalog, Visibility};
+use crate::disclosure::{Disclosure, Policy};
 use crate::flight::PoplarFlightSql;
-use crate::session::Disclosure;
+use crate::gate::Gate;
 
+/// Largest gRPC message accepted (a prepared statement's bound parameters, a long query).
+const MAX_DECODING_MESSAGE_BYTES: usize = 64 << 20;
+
+#[derive(Debug)]
 pub struct ServeOptions {
     pub store: poplar_loaders::Store,
     pub users: PathBuf,
@@ -25,10 +32,11 @@ pub struct ServeOptions {
     /// How long to let in-flight queries finish after a shutdown signal.
     pub drain: Duration,
     /// Disclosure control for every role but steward. None: stewards only.
-    pub disclosure: Option<crate::disclosure::Policy>,
+    pub disclosure: Option<Policy>,
 }
 
 /// A running server: its bound address and a handle to stop it.
+#[derive(Debug)]
 pub struct Running {
     pub addr: SocketAddr,
     shutdown: tokio::sync::watch::Sender<bool>,
@@ -40,12 +48,14 @@ pub struct Running {
 impl Running {
     /// Stop accepting, let in-flight queries finish (up to the drain time), then return.
     pub async fn stop(self) -> Result<(), EngineError> {
+        // The receiver lives in the server task; if it has already ended there is no one
+        // to tell, which is what stopping wants.
         let _ = self.shutdown.send(true);
         self.refresher.abort();
         match tokio::time::timeout(self.drain, self.task).await {
             Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(e))) => Err(EngineError::InvalidRequest(format!("server error: {e}"))),
-            Ok(Err(e)) => Err(EngineError::InvalidRequest(format!("server task failed: {e}"))),
+            Ok(Ok(Err(e))) => Err(EngineError::Server(format!("server error: {e}"))),
+            Ok(Err(e)) => Err(EngineError::Server(format!("server task failed: {e}"))),
             Err(_) => {
                 tracing::warn!(
                     seconds = self.drain.as_secs(),
@@ -57,7 +67,8 @@ impl Running {
     }
 }
 
-pub async fn start(options: ServeOptions) -> Result<Running, EngineError> {
+/// The engine behind a server: everything but the transport.
+async fn gate(options: &ServeOptions) -> Result<(Arc<Gate>, Arc<SnapshotCatalog>), EngineError> {
     let users = UsersFile::read(&options.users)?;
     if users.users.is_empty() {
         return Err(EngineError::Users {
@@ -66,35 +77,51 @@ pub async fn start(options: ServeOptions) -> Result<Running, EngineError> {
         });
     }
     let audit = Arc::new(AuditLog::open(&options.store).await?);
-    let catalog = Arc::new(Catalog::open(options.store.clone()).await?);
-    let refresher = catalog.spawn_refresher(options.refresh);
-    let disclosure = options.disclosure.map(|policy| Arc::new(Disclosure::new(policy)));
+    let audit_table = ExtraTable {
+        name: AUDIT_TABLE,
+        provider: Arc::new(AuditTable::new(options.store.clone())),
+        visibility: Visibility::StewardsOnly,
+    };
+    let catalog = Arc::new(SnapshotCatalog::open(options.store.clone(), vec![audit_table]).await?);
+    let disclosure = options
+        .disclosure
+        .clone()
+        .map(|policy| Arc::new(Disclosure::new(policy)));
     match &disclosure {
         Some(d) => restore_budgets(d, &options.store).await?,
         None => tracing::warn!("no noise key: disclosure control is off, so only stewards may query"),
     }
-    let service = PoplarFlightSql::new(catalog, Arc::new(Authenticator::new(users)), disclosure, audit)?;
+    let gate = Gate::new(catalog.clone(), Arc::new(Authenticator::new(users)), disclosure, audit);
+    Ok((Arc::new(gate), catalog))
+}
+
+pub async fn start(options: ServeOptions) -> Result<Running, EngineError> {
+    let (gate, catalog) = gate(&options).await?;
+    let refresher = catalog.spawn_refresher(options.refresh);
+    let flight = PoplarFlightSql::new(gate)?;
     let listener = tokio::net::TcpListener::bind(options.addr)
         .await
-        .map_err(|e| EngineError::InvalidRequest(format!("cannot listen on {}: {e}", options.addr)))?;
+        .map_err(|e| EngineError::Server(format!("cannot listen on {}: {e}", options.addr)))?;
     let addr = listener
         .local_addr()
-        .map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
+        .map_err(|e| EngineError::Server(format!("no local address: {e}")))?;
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut builder = Server::builder();
     if let Some((cert, key)) = &options.tls {
-        let read =
-            |p: &PathBuf| std::fs::read(p).map_err(|e| EngineError::InvalidRequest(format!("{}: {e}", p.display())));
+        let read = |p: &PathBuf| std::fs::read(p).map_err(|e| EngineError::Server(format!("{}: {e}", p.display())));
         let identity = Identity::from_pem(read(cert)?, read(key)?);
-        // Several crypto back-ends are linked; tonic's rustls needs one chosen for the process.
+        // Several crypto back-ends are linked; tonic's rustls needs one chosen for the
+        // process. An error means one is already installed, which is as good.
         let _ = rustls::crypto::ring::default_provider().install_default();
         builder = builder
             .tls_config(ServerTlsConfig::new().identity(identity))
-            .map_err(|e| EngineError::InvalidRequest(format!("TLS: {e}")))?;
+            .map_err(|e| EngineError::Server(format!("TLS: {e}")))?;
     }
     let (shutdown, mut signal) = tokio::sync::watch::channel(false);
-    let router = builder.add_service(FlightServiceServer::new(service).max_decoding_message_size(64 << 20));
+    let router =
+        builder.add_service(FlightServiceServer::new(flight).max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES));
     let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
+        // A closed channel also means stop.
         let _ = signal.wait_for(|stop| *stop).await;
     }));
     tracing::info!(%addr, tls = options.tls.is_some(), "serving Arrow Flight SQL");
@@ -107,17 +134,25 @@ pub async fn start(options: ServeOptions) -> Result<Running, EngineError> {
     })
 }
 
-/// Re-read today's answers per user from the audit log, so a restart does not reset the
-/// daily budgets.
+/// Re-read today's charged answers per user from the audit log, so a restart does not
+/// reset the daily budgets. An answer is charged before its provisional (`started`) entry
+/// is written; entries from before answers had one are counted by their `answered` entry.
 async fn restore_budgets(disclosure: &Disclosure, store: &poplar_loaders::Store) -> Result<(), EngineError> {
     let today = chrono::Utc::now().date_naive();
-    let mut answered: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    let mut charged: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
     for entry in crate::audit::entries(store).await? {
-        if entry.at.date_naive() == today && entry.record.outcome == crate::audit::Outcome::Answered {
-            *answered.entry(entry.record.user.clone()).or_default() += 1;
+        if entry.at.date_naive() != today {
+            continue;
+        }
+        let record = &entry.record;
+        let legacy_answer = record.outcome == Outcome::Answered
+            && record.completes.is_none()
+            && matches!(record.request, AuditRequest::Sql { .. });
+        if record.outcome == Outcome::Started || legacy_answer {
+            *charged.entry(record.user.clone()).or_default() += 1;
         }
     }
-    for (user, n) in answered {
+    for (user, n) in charged {
         disclosure.budget.restore(&user, today, n);
     }
     Ok(())
@@ -130,6 +165,8 @@ pub async fn shutdown_signal() {
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(s) => s,
             Err(_) => {
+                // No SIGTERM handler possible: Ctrl-C alone (an error means no signal
+                // support at all, and the server runs until killed).
                 let _ = tokio::signal::ctrl_c().await;
                 return;
             }

@@ -1,5 +1,6 @@
-//! Who may run what. Roles come from the users file; the SQL policy is enforced here, in
-//! the engine, for every path that takes SQL.
+//! One request's view of a snapshot: the snapshot's session state and, for every role but
+//! steward, disclosure control installed in it. The SQL policy (one read-only query) is
+//! enforced here, in the engine, for every path that takes SQL.
 
 use arrow::array::RecordBatch;
 use deltalake::datafusion::dataframe::DataFrame;
@@ -7,55 +8,14 @@ use deltalake::datafusion::execution::SessionStateBuilder;
 use deltalake::datafusion::execution::context::SQLOptions;
 use deltalake::datafusion::execution::session_state::SessionState;
 use deltalake::datafusion::logical_expr::LogicalPlan;
-use serde::{Deserialize, Serialize};
+use deltalake::datafusion::sql::parser::{DFParserBuilder, Statement};
+use deltalake::datafusion::sql::sqlparser::dialect::dialect_from_str;
 use std::sync::Arc;
 
-use crate::EngineError;
-use crate::catalog::Loaded;
-use crate::disclosure::budget::Budget;
-use crate::disclosure::{DisclosureControl, Policy, PoplarQueryPlanner, ReleaseStats};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Commissioner,
-    Analyst,
-    Researcher,
-    Steward,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Commissioner => "commissioner",
-            Role::Analyst => "analyst",
-            Role::Researcher => "researcher",
-            Role::Steward => "steward",
-        }
-    }
-}
-
-impl std::str::FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "commissioner" => Ok(Role::Commissioner),
-            "analyst" => Ok(Role::Analyst),
-            "researcher" => Ok(Role::Researcher),
-            "steward" => Ok(Role::Steward),
-            other => Err(format!(
-                "unknown role {other:?} (commissioner, analyst, researcher, steward)"
-            )),
-        }
-    }
-}
-
-/// An authenticated caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub user: String,
-    pub role: Role,
-}
+use crate::catalog::SnapshotContext;
+use crate::disclosure::{self, Disclosure, ReleaseStats};
+use crate::error::{EngineError, Rule};
+use crate::identity::{Principal, Role};
 
 /// The SQL a role may send. No role may change data or the session through SQL: Poplar's
 /// data changes only through its loaders. Stewards may use session statements (`SET`,
@@ -67,39 +27,36 @@ pub fn sql_options(role: Role) -> SQLOptions {
         .with_allow_statements(role == Role::Steward)
 }
 
-/// Disclosure control as a server runs it: the policy and the users' daily budgets.
-#[derive(Debug)]
-pub struct Disclosure {
-    pub policy: Arc<Policy>,
-    pub budget: Budget,
-}
+/// What a refused statement's message adds, so the user knows what is allowed.
+const READ_ONLY: &str = "Poplar accepts one read-only query: no DDL, DML, COPY, SET or external tables";
 
-impl Disclosure {
-    pub fn new(policy: Policy) -> Self {
-        Self {
-            policy: Arc::new(policy),
-            budget: Budget::default(),
-        }
-    }
-}
-
-/// One request's view of a snapshot: the snapshot's session state and, for every role but
-/// steward, the disclosure-control rule and release operator installed in it. Every path
-/// that runs SQL (Flight SQL now, measures and studies later) goes through here.
+/// A request's session: the caller, the snapshot's state with their policy installed, and
+/// what disclosure control did to the answer (for the audit log).
 pub struct QuerySession {
     state: SessionState,
     pub principal: Principal,
-    /// What disclosure control did to this request's answer (for the audit log).
     pub stats: Arc<ReleaseStats>,
+}
+
+impl std::fmt::Debug for QuerySession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuerySession")
+            .field("principal", &self.principal)
+            .finish_non_exhaustive()
+    }
 }
 
 impl QuerySession {
     /// A session for `principal`. Without disclosure control configured, only stewards may
     /// query: Poplar never answers anyone else without it.
-    pub fn new(loaded: &Loaded, principal: &Principal, disclosure: Option<&Disclosure>) -> Result<Self, EngineError> {
+    pub fn new(
+        snapshot: &SnapshotContext,
+        principal: &Principal,
+        disclosure: Option<&Disclosure>,
+    ) -> Result<Self, EngineError> {
         let stats = Arc::new(ReleaseStats::default());
-        let state = loaded.context.state();
-        if principal.role == Role::Steward {
+        let state = snapshot.context.state();
+        if principal.is_steward() {
             return Ok(Self {
                 state,
                 principal: principal.clone(),
@@ -107,20 +64,13 @@ impl QuerySession {
             });
         }
         let Some(disclosure) = disclosure else {
-            return Err(EngineError::PermissionDenied(format!(
-                "role {} may not run SQL: this server has no disclosure control configured (stewards only)",
-                principal.role.as_str()
-            )));
+            return Err(EngineError::refused(
+                Rule::NoDisclosureControl,
+                format!("role {} may not run SQL here (stewards only)", principal.role),
+            ));
         };
-        let rule = DisclosureControl {
-            policy: disclosure.policy.clone(),
-            noised: disclosure.policy.noised(principal.role),
-            stats: stats.clone(),
-        };
-        let state = SessionStateBuilder::new_from_existing(state)
-            .with_analyzer_rule(Arc::new(rule))
-            .with_query_planner(Arc::new(PoplarQueryPlanner))
-            .build();
+        let builder = SessionStateBuilder::new_from_existing(state);
+        let state = disclosure::install(builder, disclosure, principal, snapshot.steward_only(), stats.clone()).build();
         Ok(Self {
             state,
             principal: principal.clone(),
@@ -128,21 +78,56 @@ impl QuerySession {
         })
     }
 
-    /// Plan the caller's SQL under their role's policy: one read-only query, checked by
-    /// `SQLOptions`; for non-stewards, also through disclosure control now, so a refused
-    /// statement fails here (at prepare time for prepared statements) with the rule named.
+    /// Plan the caller's SQL under their role's policy: exactly one read-only statement,
+    /// checked by `SQLOptions`; for non-stewards, also through disclosure control now, so a
+    /// refused statement fails here (at prepare time for prepared statements) with the
+    /// rule named.
     pub async fn plan(&self, sql: &str) -> Result<LogicalPlan, EngineError> {
-        let plan = self.state.create_logical_plan(sql).await.map_err(refusal)?;
-        sql_options(self.principal.role).verify_plan(&plan).map_err(refusal)?;
-        if self.principal.role != Role::Steward {
+        let statement = self.one_statement(sql)?;
+        let plan = self.state.statement_to_plan(statement).await?;
+        // `verify_plan` fails only for what the role may not do: every failure is a refusal.
+        if let Err(e) = sql_options(self.principal.role).verify_plan(&plan) {
+            let message = e.strip_backtrace();
+            let message = message.trim_start_matches("Error during planning: ");
+            return Err(EngineError::refused(
+                Rule::ReadOnlySql,
+                format!("{message} ({READ_ONLY})"),
+            ));
+        }
+        if !self.principal.is_steward() {
             if let LogicalPlan::Analyze(_) = plan {
-                return Err(EngineError::Refused(
-                    "EXPLAIN ANALYZE reports true row counts; it is for stewards only (EXPLAIN is fine)".into(),
+                return Err(EngineError::refused(
+                    Rule::ExplainAnalyze,
+                    "EXPLAIN ANALYZE reports true row counts (EXPLAIN is fine)",
                 ));
             }
+            // Disclosure control is an analyzer rule: run it now so a refusal comes back
+            // from planning, not half-way through an answer. `optimize` (not `analyzed`)
+            // because it knows EXPLAIN: it analyzes the plan being explained.
             self.state.optimize(&plan)?;
         }
         Ok(plan)
+    }
+
+    /// The one statement in `sql`. Parsed here rather than by DataFusion so that several
+    /// statements are a typed refusal, not an error message to search.
+    fn one_statement(&self, sql: &str) -> Result<Statement, EngineError> {
+        let options = self.state.config_options();
+        let dialect = dialect_from_str(options.sql_parser.dialect)
+            .ok_or_else(|| EngineError::Config(format!("unsupported SQL dialect {}", options.sql_parser.dialect)))?;
+        let mut statements = DFParserBuilder::new(sql)
+            .with_dialect(dialect.as_ref())
+            .with_recursion_limit(options.sql_parser.recursion_limit.get())
+            .build()?
+            .parse_statements()?;
+        match (statements.pop_front(), statements.is_empty()) {
+            (Some(statement), true) => Ok(statement),
+            (None, _) => Err(EngineError::InvalidRequest("no SQL statement was sent".into())),
+            (Some(_), false) => Err(EngineError::refused(
+                Rule::ReadOnlySql,
+                format!("{} statements in one request ({READ_ONLY})", statements.len() + 1),
+            )),
+        }
     }
 
     /// The plan after DataFusion's analyzer and, for non-stewards, disclosure control:
@@ -168,18 +153,5 @@ impl QuerySession {
 
     pub fn task_ctx(&self) -> Arc<deltalake::datafusion::execution::TaskContext> {
         self.state.task_ctx()
-    }
-}
-
-/// Turn DataFusion's policy errors into a refusal that names what was refused.
-fn refusal(e: deltalake::datafusion::error::DataFusionError) -> EngineError {
-    let message = e.strip_backtrace();
-    if message.contains("not supported") || message.contains("only supports a single SQL statement") {
-        EngineError::Refused(format!(
-            "{} (Poplar accepts one read-only query: no DDL, DML, COPY, SET or external tables)",
-            message.trim_start_matches("Error during planning: ")
-        ))
-    } else {
-        EngineError::Query(e)
     }
 }

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::policy::Policy;
-use crate::EngineError;
-use crate::session::Principal;
+use crate::error::{EngineError, Rule};
+use crate::identity::Principal;
 
 #[derive(Debug, Default)]
 pub struct Budget {
@@ -31,20 +31,20 @@ impl Budget {
         else {
             return Ok(());
         };
-        let mut used = match self.used.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut used = crate::sync::lock(&self.used);
         let entry = used.entry(principal.user.clone()).or_insert((today, 0));
         if entry.0 != today {
             *entry = (today, 0);
         }
         if entry.1 >= limit {
-            return Err(EngineError::Refused(format!(
-                "disclosure control, rule 5 (query budget): {} has had the {limit} answers a {} may have today; the budget resets at 00:00 UTC",
-                principal.user,
-                principal.role.as_str()
-            )));
+            return Err(EngineError::refused(
+                Rule::QueryBudget,
+                format!(
+                    "{} has had the {limit} answers a {} may have today; the budget resets at 00:00 UTC",
+                    principal.user,
+                    principal.role.as_str()
+                ),
+            ));
         }
         entry.1 += 1;
         Ok(())
@@ -52,10 +52,7 @@ impl Budget {
 
     /// Answers already given today (from the audit log at start-up).
     pub fn restore(&self, user: &str, day: NaiveDate, answers: u64) {
-        let mut used = match self.used.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut used = crate::sync::lock(&self.used);
         let entry = used.entry(user.to_string()).or_insert((day, 0));
         if entry.0 == day {
             entry.1 += answers;
@@ -68,7 +65,7 @@ impl Budget {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::Role;
+    use crate::identity::Role;
 
     #[test]
     fn a_noised_role_is_refused_after_its_daily_budget_and_it_resets_next_day() {
@@ -84,6 +81,7 @@ mod tests {
             budget.charge_on(&policy, &rita, day).expect("within budget");
         }
         let err = budget.charge_on(&policy, &rita, day).expect_err("over budget");
+        assert_eq!(err.rule(), Some(Rule::QueryBudget));
         assert!(err.to_string().contains("rule 5"), "{err}");
         budget
             .charge_on(&policy, &rita, day.succ_opt().expect("date"))

@@ -1,17 +1,65 @@
 //! Disclosure control: no answer to a non-steward re-identifies anyone, whatever the SQL.
 //! See docs/disclosure-control.md for each rule, the attack it stops and its anchor.
 //!
-//! - [`rewrite`]: the analyzer rule that refuses or rewrites every plan;
+//! - [`rule`]: the analyzer rule that refuses or rewrites every plan, with [`release`]
+//!   building each release point;
 //! - [`protect`]: the release operator that suppresses, noises and rounds;
 //! - [`noise`]: sticky noise; [`policy`]: the settings and their floors;
 //! - [`budget`]: the per-user daily limit on answers for noised roles.
+//!
+//! [`install`] puts all of it into a session, the one way any request gets it.
 
 pub mod budget;
 pub mod noise;
 pub mod policy;
 pub mod protect;
-pub mod rewrite;
+mod release;
+pub mod rule;
 
+use deltalake::datafusion::execution::SessionStateBuilder;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::identity::Principal;
+pub use budget::Budget;
 pub use policy::Policy;
 pub use protect::{PROTECTION_KEY, PoplarQueryPlanner, ReleaseStats, SUPPRESSED_KEY};
-pub use rewrite::{DisclosureControl, Refusal, refusal_in};
+pub use rule::DisclosureControl;
+
+/// Disclosure control as a server runs it: the policy and the users' daily budgets.
+#[derive(Debug)]
+pub struct Disclosure {
+    pub policy: Arc<Policy>,
+    pub budget: Budget,
+}
+
+impl Disclosure {
+    pub fn new(policy: Policy) -> Self {
+        Self {
+            policy: Arc::new(policy),
+            budget: Budget::default(),
+        }
+    }
+}
+
+/// Install disclosure control for `principal` into a session being built: the analyzer
+/// rule (which refuses or rewrites every plan) and the planner that knows the release
+/// operator. `stats` collects what the releases did, for the audit log; `steward_only`
+/// names the tables the rule refuses.
+pub fn install(
+    builder: SessionStateBuilder,
+    disclosure: &Disclosure,
+    principal: &Principal,
+    steward_only: Arc<BTreeSet<String>>,
+    stats: Arc<ReleaseStats>,
+) -> SessionStateBuilder {
+    let rule = DisclosureControl {
+        policy: disclosure.policy.clone(),
+        noised: disclosure.policy.noised(principal.role),
+        stats,
+        steward_only,
+    };
+    builder
+        .with_analyzer_rule(Arc::new(rule))
+        .with_query_planner(Arc::new(PoplarQueryPlanner))
+}

@@ -6,8 +6,9 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use super::noise::NoiseKey;
 use crate::EngineError;
-use crate::session::Role;
+use crate::identity::Role;
 
 /// Minimum distinct people behind every released group (rule 2).
 pub const MIN_PEOPLE_FLOOR: u64 = 8;
@@ -17,7 +18,7 @@ pub const SUPPRESS_UP_TO_FLOOR: u64 = 7;
 pub const ROUND_TO_FLOOR: u64 = 5;
 /// Standard deviation of the sticky noise added to counts, in people, for the roles that
 /// get noise (rule 5).
-pub const NOISE_SD_FLOOR: f64 = 1.5;
+pub use super::noise::NOISE_SD_FLOOR;
 /// Most answers a noised role may receive per UTC day (rule 5).
 pub const DAILY_BUDGET_CEILING: u64 = 2_000;
 
@@ -56,7 +57,7 @@ pub struct Policy {
     pub noised_roles: Vec<Role>,
     pub daily_budget: BTreeMap<Role, u64>,
     /// Secret that seeds the sticky noise: without it noise could be predicted and removed.
-    pub noise_key: Vec<u8>,
+    pub noise_key: NoiseKey,
 }
 
 /// What a deployment's `disclosure.toml` may set. Every field is optional.
@@ -76,9 +77,7 @@ pub struct PolicyFile {
 impl Policy {
     /// The compiled-in defaults, with the deployment's noise key.
     pub fn new(noise_key: Vec<u8>) -> Result<Self, EngineError> {
-        if noise_key.len() < 32 {
-            return Err(EngineError::Config("the noise key must be at least 32 bytes".into()));
-        }
+        let noise_key = NoiseKey::new(noise_key)?;
         Ok(Self {
             min_people: MIN_PEOPLE_FLOOR,
             suppress_up_to: SUPPRESS_UP_TO_FLOOR,

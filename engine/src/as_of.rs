@@ -22,6 +22,10 @@ use std::sync::Arc;
 use crate::EngineError;
 use crate::udfs::date_from_days;
 
+/// The working table of each person's latest code per cluster, present only while the
+/// registers are computed (a CTE here, a temporary table in the catalog).
+pub(crate) const LATEST_CODES: &str = "_latest_codes";
+
 /// What a function computes as of its date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Question {
@@ -44,9 +48,9 @@ impl Question {
         match self {
             Question::Registers => {
                 format!(
-                    "WITH _latest_codes AS ({}) {}",
+                    "WITH {LATEST_CODES} AS ({}) {}",
                     latest_codes_sql(&on),
-                    membership_sql("_latest_codes", &on)
+                    membership_sql(LATEST_CODES, &on)
                 )
             }
             Question::Population => registered_population_sql(&on),

@@ -22,70 +22,29 @@
 
 use deltalake::datafusion::common::config::ConfigOptions;
 use deltalake::datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use deltalake::datafusion::common::{
-    Column, DFSchema, DataFusionError, ExprSchema, Result, ScalarValue, TableReference,
-};
-use deltalake::datafusion::functions::math::expr_fn::abs;
-use deltalake::datafusion::functions_aggregate::expr_fn::{count, max, sum};
-use deltalake::datafusion::logical_expr::expr::{AggregateFunction, Exists, InSubquery, WindowFunction};
+use deltalake::datafusion::common::{Column, DFSchema, ExprSchema, Result, ScalarValue, TableReference};
+use deltalake::datafusion::logical_expr::expr::{Exists, InSubquery, WindowFunction};
 use deltalake::datafusion::logical_expr::utils::{grouping_set_to_exprlist, split_conjunction};
 use deltalake::datafusion::logical_expr::{
-    Aggregate, BinaryExpr, Distinct, Expr, ExprFunctionExt, Extension, Filter, Join, JoinType, Limit, LogicalPlan,
-    Operator, Projection, Sort, Subquery, SubqueryAlias, Union, Window, lit,
+    Aggregate, BinaryExpr, Distinct, Expr, Filter, Join, JoinType, Limit, LogicalPlan, Operator, Projection, Sort,
+    Subquery, SubqueryAlias, Union, Window, lit,
 };
 use deltalake::datafusion::optimizer::AnalyzerRule;
-use sha2::{Digest, Sha256};
-use std::fmt;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::policy::Policy;
-use super::protect::{Cell, ProtectNode, ProtectSpec, ReleaseStats};
+use super::protect::ReleaseStats;
+use crate::error::{EngineError, Rule};
 
 /// The hidden column carrying each person-level row's `person_id`.
 pub const PID: &str = "__ppl_pid";
-const PEOPLE: &str = "__ppl_people";
-const DIGEST: &str = "__ppl_digest";
-/// Pseudonyms are reduced below 2^31 before summing so a region's digest cannot overflow.
-const DIGEST_MODULUS: i64 = 2_147_483_647;
 /// The column that identifies a person in Poplar's tables.
 pub const PERSON_ID: &str = "person_id";
-/// Tables only stewards may read: feed quality, load history, opt-outs and the audit log.
-pub const STEWARD_ONLY: [&str; 5] = ["quarantine", "deliveries", "snapshots", "_optouts", "audit_log"];
 
-/// A refusal: the query breaks a rule. The message names the rule and never a value.
-#[derive(Debug)]
-pub struct Refusal {
-    pub rule: &'static str,
-    pub message: String,
-}
-
-impl fmt::Display for Refusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "disclosure control, {}: {}", self.rule, self.message)
-    }
-}
-impl std::error::Error for Refusal {}
-
-pub const AGGREGATE_ONLY: &str = "rule 1 (aggregate only)";
-pub const SAME_PERSON: &str = "rule 1 (people's records are combined only within one person)";
-pub const RELEASED_AGGREGATES: &str = "rule 3 (released aggregates)";
-pub const STEWARDS_ONLY: &str = "steward-only data";
-
-fn refuse<T>(rule: &'static str, message: impl Into<String>) -> Result<T> {
-    Err(DataFusionError::External(Box::new(Refusal {
-        rule,
-        message: message.into(),
-    })))
-}
-
-/// The refusal inside an error, however DataFusion wrapped it.
-pub fn refusal_in(e: &DataFusionError) -> Option<&Refusal> {
-    match e {
-        DataFusionError::External(inner) => inner.downcast_ref::<Refusal>(),
-        DataFusionError::Context(_, inner) => refusal_in(inner),
-        DataFusionError::Shared(inner) => refusal_in(inner),
-        _ => None,
-    }
+/// Refuse the plan under `rule`. The message names what was refused, never a value.
+pub(super) fn refuse<T>(rule: Rule, message: impl Into<String>) -> Result<T> {
+    Err(EngineError::refused(rule, message).into_datafusion())
 }
 
 /// The rule for one request: who asks decides whether noise applies.
@@ -94,6 +53,8 @@ pub struct DisclosureControl {
     pub policy: Arc<Policy>,
     pub noised: bool,
     pub stats: Arc<ReleaseStats>,
+    /// Tables only stewards may read (the catalog decides which).
+    pub steward_only: Arc<BTreeSet<String>>,
 }
 
 impl AnalyzerRule for DisclosureControl {
@@ -109,13 +70,13 @@ impl AnalyzerRule for DisclosureControl {
         .plan(plan, &Scope::default())?;
         if flow.person {
             return refuse(
-                AGGREGATE_ONLY,
+                Rule::AggregateOnly,
                 "the answer would hold people's records; aggregate them (e.g. SELECT practice, count(*) … GROUP BY practice)",
             );
         }
         if let Some(i) = flow.tainted.iter().position(|t| *t) {
             return refuse(
-                AGGREGATE_ONLY,
+                Rule::AggregateOnly,
                 format!(
                     "column {} of the answer is derived from person_id, which never leaves Poplar",
                     plan.schema().field(i).name()
@@ -129,13 +90,13 @@ impl AnalyzerRule for DisclosureControl {
 /// What the rule knows of a relation: whether its rows are people's records, and which
 /// output columns derive from `person_id`.
 #[derive(Debug, Clone)]
-struct Flow {
-    person: bool,
-    tainted: Vec<bool>,
+pub(super) struct Flow {
+    pub(super) person: bool,
+    pub(super) tainted: Vec<bool>,
 }
 
 impl Flow {
-    fn safe(width: usize) -> Self {
+    pub(super) fn safe(width: usize) -> Self {
         Self {
             person: false,
             tainted: vec![false; width],
@@ -152,26 +113,26 @@ struct Scope {
     correlated_scalar: bool,
 }
 
-fn pid_column(schema: &DFSchema) -> Option<Expr> {
+pub(super) fn pid_column(schema: &DFSchema) -> Option<Expr> {
     schema
         .iter()
         .find(|(_, f)| f.name() == PID)
         .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
 }
 
-fn pid_index(schema: &DFSchema) -> Option<usize> {
+pub(super) fn pid_index(schema: &DFSchema) -> Option<usize> {
     schema.fields().iter().position(|f| f.name() == PID)
 }
 
 /// Does any column `expr` reads carry taint?
-fn reads_tainted(expr: &Expr, schema: &DFSchema, tainted: &[bool]) -> bool {
+pub(super) fn reads_tainted(expr: &Expr, schema: &DFSchema, tainted: &[bool]) -> bool {
     expr.column_refs()
         .iter()
         .any(|c| schema.maybe_index_of_column(c).is_some_and(|i| tainted[i]))
 }
 
 /// Is `expr` a bare column (through aliases) that carries taint?
-fn is_tainted_column(expr: &Expr, schema: &DFSchema, tainted: &[bool]) -> bool {
+pub(super) fn is_tainted_column(expr: &Expr, schema: &DFSchema, tainted: &[bool]) -> bool {
     match expr {
         Expr::Alias(a) => is_tainted_column(&a.expr, schema, tainted),
         Expr::Column(c) => schema.maybe_index_of_column(c).is_some_and(|i| tainted[i]),
@@ -179,36 +140,39 @@ fn is_tainted_column(expr: &Expr, schema: &DFSchema, tainted: &[bool]) -> bool {
     }
 }
 
-fn unalias(expr: &Expr) -> &Expr {
+pub(super) fn unalias(expr: &Expr) -> &Expr {
     match expr {
         Expr::Alias(a) => unalias(&a.expr),
         other => other,
     }
 }
 
-fn contains_tables(plan: &LogicalPlan, person: &mut bool) -> Result<()> {
-    plan.apply_with_subqueries(|node| {
-        if let LogicalPlan::TableScan(scan) = node {
-            let name = scan.table_name.table();
-            if STEWARD_ONLY.contains(&name) {
-                return refuse(STEWARDS_ONLY, format!("{name} is for data stewards only"));
-            }
-            if scan.source.schema().field_with_name(PERSON_ID).is_ok() {
-                *person = true;
-            }
-        }
-        Ok(TreeNodeRecursion::Continue)
-    })?;
-    Ok(())
-}
-
-struct Rewriter<'a> {
-    rule: &'a DisclosureControl,
+pub(super) struct Rewriter<'a> {
+    pub(super) rule: &'a DisclosureControl,
     /// Numbers the qualifiers of pid columns the rule creates, so two never collide.
     created: std::cell::Cell<usize>,
 }
 
 impl Rewriter<'_> {
+    /// Whether `plan` reads a person table (subqueries included); refuses steward-only
+    /// tables on the way.
+    pub(super) fn reads_people(&self, plan: &LogicalPlan) -> Result<bool> {
+        let mut person = false;
+        plan.apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                let name = scan.table_name.table();
+                if self.rule.steward_only.contains(name) {
+                    return refuse(Rule::StewardOnlyData, format!("{name} is for data stewards only"));
+                }
+                if scan.source.schema().field_with_name(PERSON_ID).is_ok() {
+                    person = true;
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        Ok(person)
+    }
+
     fn fresh_qualifier(&self) -> TableReference {
         let n = self.created.get() + 1;
         self.created.set(n);
@@ -217,9 +181,7 @@ impl Rewriter<'_> {
 
     fn plan(&self, plan: LogicalPlan, scope: &Scope) -> Result<(LogicalPlan, Flow)> {
         // Subtrees that never touch a person table are public reference data: untouched.
-        let mut person = false;
-        contains_tables(&plan, &mut person)?;
-        if !person {
+        if !self.reads_people(&plan)? {
             let width = plan.schema().fields().len();
             return Ok((plan, Flow::safe(width)));
         }
@@ -229,7 +191,7 @@ impl Rewriter<'_> {
                 let schema = scan.projected_schema.clone();
                 if schema.field_with_unqualified_name(PERSON_ID).is_err() {
                     return refuse(
-                        AGGREGATE_ONLY,
+                        Rule::AggregateOnly,
                         format!("{} must be read with its person_id", qualifier.table()),
                     );
                 }
@@ -320,7 +282,7 @@ impl Rewriter<'_> {
                 ))
             }
             other => refuse(
-                AGGREGATE_ONLY,
+                Rule::AggregateOnly,
                 format!(
                     "{} over people's records is not supported under disclosure control",
                     other.display()
@@ -358,7 +320,7 @@ impl Rewriter<'_> {
                 let correlated = !sq.outer_ref_columns.is_empty();
                 if correlated && flow.person && !outer_tainted(&sq.outer_ref_columns) {
                     return refuse(
-                        SAME_PERSON,
+                        Rule::SamePerson,
                         "a correlated subquery over people's records must match on person_id",
                     );
                 }
@@ -370,7 +332,7 @@ impl Rewriter<'_> {
                 tainted |= sub_flow.tainted.first().copied().unwrap_or(false);
                 if sub_flow.person && !added && !correlated {
                     return refuse(
-                        AGGREGATE_ONLY,
+                        Rule::AggregateOnly,
                         "a scalar subquery over people's records must aggregate or match on person_id",
                     );
                 }
@@ -381,16 +343,16 @@ impl Rewriter<'_> {
                     outer_pid: outer_pid.clone(),
                     correlated_scalar: false,
                 };
-                let over_people = self.is_person_level(&subquery.subquery)?;
+                let over_people = self.reads_people(&subquery.subquery)?;
                 if !flow.person && over_people {
                     return refuse(
-                        SAME_PERSON,
+                        Rule::SamePerson,
                         "EXISTS over people's records must match the outer row's person_id",
                     );
                 }
                 if flow.person && over_people && !outer_tainted(&subquery.outer_ref_columns) {
                     return refuse(
-                        SAME_PERSON,
+                        Rule::SamePerson,
                         "EXISTS over people's records must be correlated on person_id",
                     );
                 }
@@ -411,7 +373,7 @@ impl Rewriter<'_> {
                     let outer_is_person = reads_tainted(&expr, input.schema(), &flow.tainted);
                     if !added || !outer_is_person || !sub_flow.tainted.first().copied().unwrap_or(false) {
                         return refuse(
-                            SAME_PERSON,
+                            Rule::SamePerson,
                             "IN (subquery) over people's records must match person_id IN (SELECT person_id …)",
                         );
                     }
@@ -425,12 +387,6 @@ impl Rewriter<'_> {
             other => Ok(Transformed::no(other)),
         })?;
         Ok((rewritten.data, tainted))
-    }
-
-    fn is_person_level(&self, plan: &LogicalPlan) -> Result<bool> {
-        let mut person = false;
-        contains_tables(plan, &mut person)?;
-        Ok(person)
     }
 
     /// Rewrite a subquery. A person-level subquery is kept to the outer row's own person
@@ -458,7 +414,7 @@ impl Rewriter<'_> {
             }
             (true, Some(_), None) => {
                 return refuse(
-                    SAME_PERSON,
+                    Rule::SamePerson,
                     "a subquery over people's records is only allowed inside a query over people's records",
                 );
             }
@@ -524,7 +480,7 @@ impl Rewriter<'_> {
             ));
         }
         let Some(pid) = pid_column(&schema) else {
-            return refuse(AGGREGATE_ONLY, "internal: a person-level input lost its person");
+            return refuse(Rule::AggregateOnly, "internal: a person-level input lost its person");
         };
 
         // Per person: GROUP BY person_id (as a bare column). Adding the hidden pid as a key
@@ -533,7 +489,7 @@ impl Rewriter<'_> {
         if !tainted_keys.is_empty() {
             if matches!(a.group_expr.as_slice(), [Expr::GroupingSet(_)]) {
                 return refuse(
-                    AGGREGATE_ONLY,
+                    Rule::AggregateOnly,
                     "GROUPING SETS, ROLLUP and CUBE cannot group by person_id",
                 );
             }
@@ -542,7 +498,7 @@ impl Rewriter<'_> {
                 .find(|k| !is_tainted_column(k, &schema, &flow.tainted))
             {
                 return refuse(
-                    AGGREGATE_ONLY,
+                    Rule::AggregateOnly,
                     format!("GROUP BY {k} is derived from person_id; group by person_id itself or by other columns"),
                 );
             }
@@ -564,7 +520,7 @@ impl Rewriter<'_> {
         if scope.correlated_scalar && a.group_expr.is_empty() {
             let Some(outer) = &scope.outer_pid else {
                 return refuse(
-                    SAME_PERSON,
+                    Rule::SamePerson,
                     "a correlated subquery over people's records must be inside a query over people",
                 );
             };
@@ -587,136 +543,6 @@ impl Rewriter<'_> {
         }
 
         self.release(input, &flow, a.group_expr, a.aggr_expr, false)
-    }
-
-    /// An aggregate over people's records grouped by something other than the person.
-    fn release(
-        &self,
-        input: LogicalPlan,
-        flow: &Flow,
-        group_expr: Vec<Expr>,
-        aggr_expr: Vec<Expr>,
-        from_distinct: bool,
-    ) -> Result<(LogicalPlan, Flow)> {
-        let schema = input.schema().clone();
-        let Some(pid) = pid_column(&schema) else {
-            return refuse(AGGREGATE_ONLY, "internal: a person-level input lost its person");
-        };
-        let mut cells: Vec<(Cell, String)> = Vec::new();
-        let mut hidden: Vec<Expr> = vec![
-            count(pid.clone()).distinct().build()?.alias(PEOPLE),
-            // An order-free digest of who the people are (seeds the people layer of the
-            // noise). Not bit_xor(DISTINCT …): DataFusion 55 plans it grouped with a
-            // non-distinct accumulator whose state does not match its declared list state.
-            sum(pid.clone() % lit(DIGEST_MODULUS)).distinct().build()?.alias(DIGEST),
-        ];
-        let first_hidden = aggr_expr.len();
-        let mut value_cells = Vec::new();
-        for (i, e) in aggr_expr.iter().enumerate() {
-            let Expr::AggregateFunction(AggregateFunction { func, params }) = unalias(e) else {
-                return refuse(
-                    RELEASED_AGGREGATES,
-                    format!("{e} is not an aggregate Poplar can release"),
-                );
-            };
-            let name = func.name().to_ascii_lowercase();
-            let args_tainted = params.args.iter().any(|x| reads_tainted(x, &schema, &flow.tainted))
-                || params
-                    .order_by
-                    .iter()
-                    .any(|s| reads_tainted(&s.expr, &schema, &flow.tainted));
-            let text = e.schema_name().to_string();
-            let scale_arg = || {
-                params
-                    .args
-                    .first()
-                    .cloned()
-                    .unwrap_or_else(|| lit(ScalarValue::Int64(Some(0))))
-            };
-            let cell = match name.as_str() {
-                // Counting people (or their records) is what Poplar is for, person_id included.
-                "count" => Cell::Count {
-                    conditional: params.filter.is_some()
-                        || params
-                            .args
-                            .iter()
-                            .any(|a| !matches!(unalias(a), Expr::Literal(..) | Expr::Column(_))),
-                },
-                _ if args_tainted => {
-                    return refuse(
-                        AGGREGATE_ONLY,
-                        format!("{text} is computed from person_id, which never leaves Poplar"),
-                    );
-                }
-                "sum" | "avg" | "mean" => {
-                    let scale = first_hidden + hidden.len();
-                    hidden.push(max(abs(scale_arg())).alias(format!("__ppl_scale_{i}")));
-                    if name == "sum" {
-                        Cell::Sum { scale }
-                    } else {
-                        Cell::Mean { scale }
-                    }
-                }
-                "median" => Cell::Median,
-                "min" | "max" => {
-                    return refuse(
-                        RELEASED_AGGREGATES,
-                        format!(
-                            "{text}: the extreme of a group is one person's value; use median(…) or count people in bands"
-                        ),
-                    );
-                }
-                other => {
-                    return refuse(
-                        RELEASED_AGGREGATES,
-                        format!("{other}(…) is not released over people's records (released: count, sum, avg, median)"),
-                    );
-                }
-            };
-            value_cells.push((cell, text));
-        }
-
-        let mut all = aggr_expr;
-        let hidden_count = hidden.len();
-        all.extend(hidden);
-        let aggregate = Aggregate::try_new(Arc::new(input), group_expr, all)?;
-        let out = aggregate.schema.clone();
-        let visible = out.fields().len() - hidden_count;
-        let group_width = visible - value_cells.len();
-        for i in 0..group_width {
-            let name = out.field(i).name();
-            cells.push((
-                if name == Aggregate::INTERNAL_GROUPING_ID {
-                    Cell::GroupingId
-                } else {
-                    Cell::Key
-                },
-                name.clone(),
-            ));
-        }
-        cells.extend(value_cells);
-        let question = hex::encode(Sha256::digest(aggregate.input.display_indent().to_string().as_bytes()));
-        let people = out.fields().iter().position(|f| f.name() == PEOPLE);
-        let digest = out.fields().iter().position(|f| f.name() == DIGEST);
-        let (Some(people), Some(digest)) = (people, digest) else {
-            return refuse(AGGREGATE_ONLY, "internal: hidden release columns missing");
-        };
-        let spec = Arc::new(ProtectSpec {
-            policy: self.rule.policy.clone(),
-            noised: self.rule.noised,
-            cells,
-            people,
-            digest,
-            question,
-            drop_small_groups: from_distinct || self.rule.policy.small_groups == super::policy::SmallGroups::Withhold,
-            stats: self.rule.stats.clone(),
-        });
-        let node = ProtectNode::try_new(LogicalPlan::Aggregate(aggregate), spec)?;
-        let width = node.schema.fields().len();
-        Ok((
-            LogicalPlan::Extension(Extension { node: Arc::new(node) }),
-            Flow::safe(width),
-        ))
     }
 
     fn window(&self, w: Window, scope: &Scope) -> Result<(LogicalPlan, Flow)> {
@@ -743,7 +569,7 @@ impl Rewriter<'_> {
                         .any(|p| is_tainted_column(p, &schema, &flow.tainted))
                     {
                         return refuse(
-                            SAME_PERSON,
+                            Rule::SamePerson,
                             "a window over people's records must PARTITION BY person_id",
                         );
                     }
@@ -790,7 +616,7 @@ impl Rewriter<'_> {
                 });
             if !on_person {
                 return refuse(
-                    SAME_PERSON,
+                    Rule::SamePerson,
                     "people's records may be joined only on the same person: JOIN … ON a.person_id = b.person_id",
                 );
             }
@@ -799,7 +625,7 @@ impl Rewriter<'_> {
                 JoinType::Inner | JoinType::Left | JoinType::Right | JoinType::Full
             ) {
                 return refuse(
-                    SAME_PERSON,
+                    Rule::SamePerson,
                     format!(
                         "{} joins of people's records are not supported; use IN or EXISTS",
                         j.join_type
@@ -848,7 +674,7 @@ impl Rewriter<'_> {
             .collect();
         let [l, r] = pids.as_slice() else {
             return refuse(
-                AGGREGATE_ONLY,
+                Rule::AggregateOnly,
                 "internal: a join of people's records without two persons",
             );
         };

@@ -1,0 +1,101 @@
+//! The release point: a `Protect` node sits directly on every aggregate that turns
+//! people's records into an answer. Its input is that aggregate with hidden columns the
+//! rewrite added (distinct people per group, a digest of who they are, and noise scales);
+//! its output is the aggregate's own columns with every value made safe (rules 2–5):
+//! groups below k withheld, small counts suppressed, counts and sums rounded after sticky
+//! noise, and secondary suppression where totals and their breakdowns meet.
+//!
+//! [`node`] is the logical node, [`exec`] the physical operator and its planner,
+//! [`release`] the algorithm that makes one answer safe, [`secondary`] the secondary
+//! suppression across grouping sets.
+
+mod exec;
+mod node;
+mod release;
+mod secondary;
+
+use arrow::datatypes::Field;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use super::policy::Policy;
+
+pub use exec::{PoplarQueryPlanner, ProtectExec};
+pub use node::ProtectNode;
+
+/// Field metadata on every protected column, so a client can show `*` for a suppressed cell.
+pub const PROTECTION_KEY: &str = "poplar.protection";
+pub const SUPPRESSED_KEY: &str = "poplar.suppressed";
+
+/// What one output column of a release holds, and so how it is made safe.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Cell {
+    /// A group key: published as is (the rewrite refuses keys derived from `person_id`).
+    Key,
+    /// DataFusion's internal grouping-set id (for ROLLUP/CUBE/GROUPING SETS).
+    GroupingId,
+    /// `count(…)`: suppressed 1–7 and below k people, noised, rounded. A *conditional*
+    /// count (`count(CASE …)`, `FILTER (WHERE …)`) counts a subgroup the group's size says
+    /// nothing about, so its zero is suppressed too: otherwise 0 against `*` would tell
+    /// whether anyone matches the condition.
+    Count { conditional: bool },
+    /// `sum(x)`: withheld below k people, noised in proportion to the largest value, rounded.
+    /// `scale` is the input column holding `max(abs(x))` for the group.
+    Sum { scale: usize },
+    /// `avg(x)`: withheld below k people, noised like the sum it divides.
+    Mean { scale: usize },
+    /// `median(x)`: withheld below k people.
+    Median,
+}
+
+impl Cell {
+    pub(super) fn label(&self) -> &'static str {
+        match self {
+            Cell::Key => "key",
+            Cell::GroupingId => "grouping_id",
+            Cell::Count { .. } => "count",
+            Cell::Sum { .. } => "sum",
+            Cell::Mean { .. } => "mean",
+            Cell::Median => "median",
+        }
+    }
+    pub(super) fn is_value(&self) -> bool {
+        !matches!(self, Cell::Key | Cell::GroupingId)
+    }
+}
+
+/// Counts what disclosure control did to one request's answer, for the audit log.
+#[derive(Debug, Default)]
+pub struct ReleaseStats {
+    pub cells_suppressed: AtomicU64,
+    pub groups_withheld: AtomicU64,
+}
+
+/// Everything the release needs besides its input.
+#[derive(Debug)]
+pub struct ProtectSpec {
+    pub policy: Arc<Policy>,
+    pub noised: bool,
+    /// One per visible output column: its kind and the aggregate's text (seeds noise).
+    pub cells: Vec<(Cell, String)>,
+    /// Input column with distinct people per group.
+    pub people: usize,
+    /// Input column with the order-free digest of the group's people.
+    pub digest: usize,
+    /// Canonical text of the aggregate's input plan: the question layer's seed.
+    pub question: String,
+    /// Small groups are dropped rather than shown: for a release with no value columns
+    /// (`SELECT DISTINCT`: no cell to mark), or when the deployment withholds them.
+    pub drop_small_groups: bool,
+    pub stats: Arc<ReleaseStats>,
+}
+
+pub(super) fn protected_field(field: &Field, cell: &Cell) -> Field {
+    if !cell.is_value() {
+        return field.clone();
+    }
+    let mut metadata = field.metadata().clone();
+    metadata.insert(PROTECTION_KEY.into(), cell.label().into());
+    metadata.insert(SUPPRESSED_KEY.into(), "null".into());
+    field.clone().with_nullable(true).with_metadata(metadata)
+}

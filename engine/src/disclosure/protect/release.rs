@@ -1,0 +1,230 @@
+//! Making one answer safe: groups below k withheld, small counts suppressed, counts and
+//! sums noised and rounded, then secondary suppression where grouping sets put totals and
+//! their breakdowns side by side.
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch};
+use arrow::compute::{cast, filter_record_batch};
+use arrow::datatypes::SchemaRef;
+use arrow::util::display::array_value_to_string;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::secondary::secondary;
+use crate::disclosure::noise::NoiseScale;
+
+/// Ends each key value in a group key's bytes (ASCII unit separator), so ("ab", "c") and
+/// ("a", "bc") seed different noise.
+const KEY_SEPARATOR: u8 = 0x1f;
+use super::{Cell, ProtectSpec};
+
+/// `array` cast to a primitive type `T` (counts to Int64, values to Float64).
+fn cast_to<T: arrow::datatypes::ArrowPrimitiveType>(
+    array: &ArrayRef,
+) -> Result<arrow::array::PrimitiveArray<T>, arrow::error::ArrowError> {
+    let cast = cast(array, &T::DATA_TYPE)?;
+    Ok(cast.as_primitive::<T>().clone())
+}
+
+fn as_f64(array: &ArrayRef) -> Result<Float64Array, arrow::error::ArrowError> {
+    cast_to::<arrow::datatypes::Float64Type>(array)
+}
+
+fn as_i64(array: &ArrayRef) -> Result<Int64Array, arrow::error::ArrowError> {
+    cast_to::<arrow::datatypes::Int64Type>(array)
+}
+
+/// Which grouping-set columns each row aggregates over (bit set = column rolled up), from
+/// DataFusion's `__grouping_id` (first key is the most significant of the low bits).
+fn rolled_up(ids: &Int64Array, keys: usize) -> Vec<u64> {
+    let mask = if keys >= 64 { u64::MAX } else { (1u64 << keys) - 1 };
+    (0..ids.len()).map(|r| (ids.value(r) as u64) & mask).collect()
+}
+
+pub(super) fn release(
+    spec: &ProtectSpec,
+    schema: &SchemaRef,
+    input: &RecordBatch,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let policy = &spec.policy;
+    let rows = input.num_rows();
+    let people = as_i64(input.column(spec.people))?;
+    let digest = as_i64(input.column(spec.digest))?;
+    let small: Vec<bool> = (0..rows)
+        .map(|r| people.is_null(r) || (people.value(r) as u64) < policy.min_people)
+        .collect();
+    let key_columns: Vec<usize> = spec
+        .cells
+        .iter()
+        .enumerate()
+        .filter(|(_, (c, _))| *c == Cell::Key)
+        .map(|(i, _)| i)
+        .collect();
+    // Each row's group key as text, per key column (secondary suppression matches
+    // families on them) and joined (it seeds the question layer of the noise).
+    let keys = group_keys_by_column(input, &key_columns)?;
+    let group_keys: Vec<Vec<u8>> = keys
+        .iter()
+        .map(|k| k.iter().flat_map(|v| v.bytes().chain([KEY_SEPARATOR])).collect())
+        .collect();
+    // A noised role's answer is noised at the policy's scale or not given at all: a scale
+    // below the floor is an error here, never a silent zero.
+    let scale = if spec.noised {
+        Some(NoiseScale::new(policy.noise_sd).map_err(|e| arrow::error::ArrowError::ComputeError(e.to_string()))?)
+    } else {
+        None
+    };
+    let noise = |r: usize, text: &str| match scale {
+        Some(scale) => policy
+            .noise_key
+            .sticky(scale, text, digest.value(r), spec.question.as_bytes(), &group_keys[r]),
+        None => 0.0,
+    };
+
+    // Primary suppression and release, column by column. `true_values` keeps the true
+    // counts/sums (never output) to choose secondary suppressions by size.
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(spec.cells.len());
+    let mut suppressed: BTreeMap<usize, Vec<bool>> = BTreeMap::new();
+    let mut true_values: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    for (i, (cell, text)) in spec.cells.iter().enumerate() {
+        let column = input.column(i);
+        let out_type = schema.field(i).data_type().clone();
+        let values: Vec<Option<f64>> = match cell {
+            Cell::Key | Cell::GroupingId => {
+                columns.push(column.clone());
+                continue;
+            }
+            Cell::Count { conditional } => {
+                let conditional = *conditional;
+                let counts = as_i64(column)?;
+                let mut hidden = vec![false; rows];
+                let out = (0..rows)
+                    .map(|r| {
+                        let v = if counts.is_null(r) { 0 } else { counts.value(r) } as u64;
+                        if v == 0 && !small[r] && !conditional {
+                            return Some(0.0);
+                        }
+                        if small[r] || v <= policy.suppress_up_to {
+                            hidden[r] = true;
+                            return None;
+                        }
+                        let noisy = (v as f64 + noise(r, text)).max(0.0);
+                        // Never publish a released count that looks like a suppressed one.
+                        let floor = policy.round((policy.suppress_up_to + 1) as f64);
+                        Some(policy.round(noisy).max(floor))
+                    })
+                    .collect();
+                true_values.insert(
+                    i,
+                    (0..rows)
+                        .map(|r| if counts.is_null(r) { 0.0 } else { counts.value(r) as f64 })
+                        .collect(),
+                );
+                suppressed.insert(i, hidden);
+                out
+            }
+            Cell::Sum { scale } | Cell::Mean { scale } => {
+                let v = as_f64(column)?;
+                let s = as_f64(input.column(*scale))?;
+                let mut hidden = vec![false; rows];
+                let is_sum = matches!(cell, Cell::Sum { .. });
+                let out = (0..rows)
+                    .map(|r| {
+                        if v.is_null(r) {
+                            return None;
+                        }
+                        if small[r] {
+                            hidden[r] = true;
+                            return None;
+                        }
+                        let magnitude = if s.is_null(r) { 0.0 } else { s.value(r) };
+                        // A sum as small as a suppressed count may be one (a sum of 0/1
+                        // flags); and a zero sum says "nobody matched".
+                        if is_sum && v.value(r).abs() <= policy.suppress_up_to as f64 {
+                            hidden[r] = true;
+                            return None;
+                        }
+                        if is_sum {
+                            Some(policy.round(v.value(r) + noise(r, text) * magnitude))
+                        } else {
+                            Some(v.value(r) + noise(r, text) * magnitude / people.value(r).max(1) as f64)
+                        }
+                    })
+                    .collect();
+                if is_sum {
+                    true_values.insert(
+                        i,
+                        (0..rows)
+                            .map(|r| if v.is_null(r) { 0.0 } else { v.value(r).abs() })
+                            .collect(),
+                    );
+                }
+                suppressed.insert(i, hidden);
+                out
+            }
+            Cell::Median => {
+                let v = as_f64(column)?;
+                let mut hidden = vec![false; rows];
+                let out = (0..rows)
+                    .map(|r| {
+                        if small[r] && !v.is_null(r) {
+                            hidden[r] = true;
+                            return None;
+                        }
+                        (!v.is_null(r)).then(|| v.value(r))
+                    })
+                    .collect();
+                suppressed.insert(i, hidden);
+                out
+            }
+        };
+        columns.push(cast(&(Arc::new(Float64Array::from(values)) as ArrayRef), &out_type)?);
+    }
+
+    // Secondary suppression across grouping sets: additive columns only.
+    if let Some(g) = spec.cells.iter().position(|(c, _)| *c == Cell::GroupingId) {
+        let ids = as_i64(input.column(g))?;
+        let masks = rolled_up(&ids, key_columns.len());
+        for (col, hidden) in suppressed.iter_mut() {
+            if let Some(truth) = true_values.get(col) {
+                secondary(&masks, &keys, truth, hidden);
+            }
+        }
+        for (col, hidden) in &suppressed {
+            let nulls = BooleanArray::from(hidden.iter().map(|h| !h).collect::<Vec<_>>());
+            let kept = arrow::compute::nullif(&columns[*col], &arrow::compute::not(&nulls)?)?;
+            columns[*col] = kept;
+        }
+    }
+
+    let cells_suppressed: u64 = suppressed
+        .values()
+        .map(|h| h.iter().filter(|x| **x).count() as u64)
+        .sum();
+    spec.stats
+        .cells_suppressed
+        .fetch_add(cells_suppressed, Ordering::Relaxed);
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    if spec.drop_small_groups {
+        let keep = BooleanArray::from(small.iter().map(|s| !s).collect::<Vec<_>>());
+        spec.stats
+            .groups_withheld
+            .fetch_add(small.iter().filter(|s| **s).count() as u64, Ordering::Relaxed);
+        return filter_record_batch(&batch, &keep);
+    }
+    Ok(batch)
+}
+
+fn group_keys_by_column(
+    input: &RecordBatch,
+    key_columns: &[usize],
+) -> Result<Vec<Vec<String>>, arrow::error::ArrowError> {
+    (0..input.num_rows())
+        .map(|r| {
+            key_columns
+                .iter()
+                .map(|&c| array_value_to_string(input.column(c), r))
+                .collect()
+        })
+        .collect()
+}

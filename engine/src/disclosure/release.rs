@@ -1,0 +1,155 @@
+//! Building a release: an aggregate over people's records grouped by anything but the
+//! person becomes a `Protect` node over the same aggregate with hidden columns added —
+//! distinct people per group (rule 2), an order-free digest of who they are (the people
+//! layer of the noise) and each sum's or mean's scale — and each output column classified
+//! as the cell kind the release must make safe.
+
+use deltalake::datafusion::common::{Result, ScalarValue};
+use deltalake::datafusion::functions::math::expr_fn::abs;
+use deltalake::datafusion::functions_aggregate::expr_fn::{count, max, sum};
+use deltalake::datafusion::logical_expr::expr::AggregateFunction;
+use deltalake::datafusion::logical_expr::{Aggregate, Expr, ExprFunctionExt, Extension, LogicalPlan, lit};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+use super::policy::SmallGroups;
+use super::protect::{Cell, ProtectNode, ProtectSpec};
+use super::rule::{Flow, Rewriter, pid_column, reads_tainted, refuse, unalias};
+use crate::error::Rule;
+
+const PEOPLE: &str = "__ppl_people";
+const DIGEST: &str = "__ppl_digest";
+/// Pseudonyms are reduced below 2^31 before summing so a region's digest cannot overflow.
+const DIGEST_MODULUS: i64 = 2_147_483_647;
+
+impl Rewriter<'_> {
+    /// An aggregate over people's records grouped by something other than the person.
+    pub(super) fn release(
+        &self,
+        input: LogicalPlan,
+        flow: &Flow,
+        group_expr: Vec<Expr>,
+        aggr_expr: Vec<Expr>,
+        from_distinct: bool,
+    ) -> Result<(LogicalPlan, Flow)> {
+        let schema = input.schema().clone();
+        let Some(pid) = pid_column(&schema) else {
+            return refuse(Rule::AggregateOnly, "internal: a person-level input lost its person");
+        };
+        let mut cells: Vec<(Cell, String)> = Vec::new();
+        let mut hidden: Vec<Expr> = vec![
+            count(pid.clone()).distinct().build()?.alias(PEOPLE),
+            // An order-free digest of who the people are (seeds the people layer of the
+            // noise). Not bit_xor(DISTINCT …): DataFusion 55 plans it grouped with a
+            // non-distinct accumulator whose state does not match its declared list state.
+            sum(pid.clone() % lit(DIGEST_MODULUS)).distinct().build()?.alias(DIGEST),
+        ];
+        let first_hidden = aggr_expr.len();
+        let mut value_cells = Vec::new();
+        for (i, e) in aggr_expr.iter().enumerate() {
+            let Expr::AggregateFunction(AggregateFunction { func, params }) = unalias(e) else {
+                return refuse(
+                    Rule::ReleasedAggregates,
+                    format!("{e} is not an aggregate Poplar can release"),
+                );
+            };
+            let name = func.name().to_ascii_lowercase();
+            let args_tainted = params.args.iter().any(|x| reads_tainted(x, &schema, &flow.tainted))
+                || params
+                    .order_by
+                    .iter()
+                    .any(|s| reads_tainted(&s.expr, &schema, &flow.tainted));
+            let text = e.schema_name().to_string();
+            let scale_arg = || {
+                params
+                    .args
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| lit(ScalarValue::Int64(Some(0))))
+            };
+            let cell = match name.as_str() {
+                // Counting people (or their records) is what Poplar is for, person_id included.
+                "count" => Cell::Count {
+                    conditional: params.filter.is_some()
+                        || params
+                            .args
+                            .iter()
+                            .any(|a| !matches!(unalias(a), Expr::Literal(..) | Expr::Column(_))),
+                },
+                _ if args_tainted => {
+                    return refuse(
+                        Rule::AggregateOnly,
+                        format!("{text} is computed from person_id, which never leaves Poplar"),
+                    );
+                }
+                "sum" | "avg" | "mean" => {
+                    let scale = first_hidden + hidden.len();
+                    hidden.push(max(abs(scale_arg())).alias(format!("__ppl_scale_{i}")));
+                    if name == "sum" {
+                        Cell::Sum { scale }
+                    } else {
+                        Cell::Mean { scale }
+                    }
+                }
+                "median" => Cell::Median,
+                "min" | "max" => {
+                    return refuse(
+                        Rule::ReleasedAggregates,
+                        format!(
+                            "{text}: the extreme of a group is one person's value; use median(…) or count people in bands"
+                        ),
+                    );
+                }
+                other => {
+                    return refuse(
+                        Rule::ReleasedAggregates,
+                        format!("{other}(…) is not released over people's records (released: count, sum, avg, median)"),
+                    );
+                }
+            };
+            value_cells.push((cell, text));
+        }
+
+        let mut all = aggr_expr;
+        let hidden_count = hidden.len();
+        all.extend(hidden);
+        let aggregate = Aggregate::try_new(Arc::new(input), group_expr, all)?;
+        let out = aggregate.schema.clone();
+        let visible = out.fields().len() - hidden_count;
+        let group_width = visible - value_cells.len();
+        for i in 0..group_width {
+            let name = out.field(i).name();
+            cells.push((
+                if name == Aggregate::INTERNAL_GROUPING_ID {
+                    Cell::GroupingId
+                } else {
+                    Cell::Key
+                },
+                name.clone(),
+            ));
+        }
+        cells.extend(value_cells);
+        let question = hex::encode(Sha256::digest(aggregate.input.display_indent().to_string().as_bytes()));
+        let people = out.fields().iter().position(|f| f.name() == PEOPLE);
+        let digest = out.fields().iter().position(|f| f.name() == DIGEST);
+        let (Some(people), Some(digest)) = (people, digest) else {
+            return refuse(Rule::AggregateOnly, "internal: hidden release columns missing");
+        };
+        let spec = Arc::new(ProtectSpec {
+            policy: self.rule.policy.clone(),
+            noised: self.rule.noised,
+            cells,
+            people,
+            digest,
+            question,
+            drop_small_groups: from_distinct || self.rule.policy.small_groups == SmallGroups::Withhold,
+            stats: self.rule.stats.clone(),
+        });
+        let node = ProtectNode::try_new(LogicalPlan::Aggregate(aggregate), spec)?;
+        let width = node.schema.fields().len();
+        Ok((
+            LogicalPlan::Extension(Extension { node: Arc::new(node) }),
+            Flow::safe(width),
+        ))
+    }
+}
