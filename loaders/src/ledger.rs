@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::LoaderError;
+use crate::dates::date32;
 use crate::landing::{Snapshot, query, string_values};
-use crate::parse::date32;
 use crate::store::Store;
 use crate::tables::{Table, build_batch, timestamp_array};
 

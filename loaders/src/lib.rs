@@ -7,6 +7,7 @@
 //! [`landing`], whose snapshots make each group visible at once. [`optout`] applies the
 //! national data opt-out; [`synth`] generates a synthetic region to load.
 
+pub mod dates;
 pub mod delivery;
 mod error;
 pub mod landing;

@@ -19,12 +19,13 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::dates::date32;
 use crate::delivery::{self, Delivery, RejectedDelivery};
 use crate::landing::{self, Recovered, Snapshot, WriteMode};
 use crate::ledger::{Ledger, LedgerRow, Status, ledger_batch};
 use crate::lookup::PostcodeLookup;
 use crate::optout::{self, OptOutList, OptOutReport};
-use crate::parse::{ParseContext, ParsedDelivery, date32, parse_delivery};
+use crate::parse::{ParseContext, ParsedDelivery, parse_delivery};
 use crate::pseudonym::Pseudonymiser;
 use crate::quarantine::{Quarantined, Reason, quarantine_batch};
 use crate::registry::Registry;

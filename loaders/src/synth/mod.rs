@@ -28,6 +28,7 @@ use std::time::Instant;
 
 use crate::LoaderError;
 use crate::delivery::write_manifest;
+use crate::parse::FileKind;
 use crate::registry::OrgType;
 use emit::{SLOTS, SourceBuffer};
 use region::Region;
@@ -239,10 +240,9 @@ pub fn generate(config: &SynthConfig, dir: &Path) -> Result<SynthOutput, LoaderE
         .collect();
     for (source, dir) in region.registry.sources.iter().zip(&dirs) {
         std::fs::create_dir_all(dir).map_err(|e| LoaderError::io(dir, e))?;
-        for (slot, name) in emit::file_names(source.format).iter().enumerate() {
-            let path = dir.join(name);
-            std::fs::write(&path, emit::header(source.format, slot).unwrap_or_default())
-                .map_err(|e| LoaderError::io(&path, e))?;
+        for kind in FileKind::of(source.format) {
+            let path = dir.join(kind.file_name());
+            std::fs::write(&path, emit::header(*kind)).map_err(|e| LoaderError::io(&path, e))?;
         }
     }
 
@@ -289,11 +289,12 @@ pub fn generate(config: &SynthConfig, dir: &Path) -> Result<SynthOutput, LoaderE
             .par_iter()
             .try_for_each(|(source, buffers)| -> Result<(), LoaderError> {
                 let format = region.registry.sources[*source].format;
-                for (slot, name) in emit::file_names(format).iter().enumerate() {
+                for kind in FileKind::of(format) {
+                    let slot = kind.slot();
                     if buffers.iter().all(|b| b.files[slot].is_empty()) {
                         continue;
                     }
-                    let path = dirs[*source].join(name);
+                    let path = dirs[*source].join(kind.file_name());
                     let mut file = std::fs::OpenOptions::new()
                         .append(true)
                         .open(&path)
@@ -326,8 +327,10 @@ pub fn generate(config: &SynthConfig, dir: &Path) -> Result<SynthOutput, LoaderE
         .par_iter()
         .enumerate()
         .try_for_each(|(i, source)| {
-            let names = emit::file_names(source.format);
-            let files: Vec<(&str, u64)> = names.iter().enumerate().map(|(slot, n)| (*n, rows[i][slot])).collect();
+            let files: Vec<(&str, u64)> = FileKind::of(source.format)
+                .iter()
+                .map(|kind| (kind.file_name(), rows[i][kind.slot()]))
+                .collect();
             // A GP extract is the full record; other settings send their last three years.
             let start = if source.org_type == OrgType::GpPractice {
                 full_record_start
@@ -345,8 +348,8 @@ pub fn generate(config: &SynthConfig, dir: &Path) -> Result<SynthOutput, LoaderE
             )
         })?;
     for (i, source) in region.registry.sources.iter().enumerate() {
-        for (slot, name) in emit::file_names(source.format).iter().enumerate() {
-            *rows_by_file.entry((*name).to_string()).or_default() += rows[i][slot];
+        for kind in FileKind::of(source.format) {
+            *rows_by_file.entry(kind.file_name().to_string()).or_default() += rows[i][kind.slot()];
         }
     }
 
