@@ -128,7 +128,7 @@ pub async fn load(options: &LoadOptions, pseudonymiser: &Pseudonymiser) -> Resul
 
     // Reference data first: the registry becomes `organisations` when it changed.
     if let Some(v) = organisations::refresh(store, snapshot.as_ref(), &registry).await? {
-        let changed = BTreeMap::from([(Table::Organisations.name().to_string(), v)]);
+        let changed = BTreeMap::from([(Table::Organisations, v)]);
         snapshot = Some(landing::commit_snapshot(store, snapshot.as_ref(), &changed, "organisations", &load_id).await?);
     }
 
@@ -338,7 +338,7 @@ async fn land_group(
     report: &mut LoadReport,
 ) -> Result<Snapshot, LoaderError> {
     let at = now_micros();
-    let mut changed: BTreeMap<String, u64> = BTreeMap::new();
+    let mut changed: BTreeMap<Table, u64> = BTreeMap::new();
     let mut per_table: BTreeMap<Table, (Vec<RecordBatch>, Vec<Expr>)> = BTreeMap::new();
     let mut quarantine_batches = Vec::new();
     let mut delivery_keys = Vec::new();
@@ -430,7 +430,7 @@ async fn land_group(
             batches
         };
         let v = landing::write(store, table, batches, WriteMode::Replace(predicate)).await?;
-        changed.insert(table.name().to_string(), v);
+        changed.insert(table, v);
     }
     let by_delivery = any_of(
         delivery_keys
@@ -445,7 +445,7 @@ async fn land_group(
     if let Some(predicate) = by_delivery {
         let batches = vec![concat_batches(&Table::Quarantine.schema(), &quarantine_batches)?];
         let v = landing::write(store, Table::Quarantine, batches, WriteMode::Replace(predicate.clone())).await?;
-        changed.insert(Table::Quarantine.name().to_string(), v);
+        changed.insert(Table::Quarantine, v);
         let v = landing::write(
             store,
             Table::Deliveries,
@@ -453,7 +453,7 @@ async fn land_group(
             WriteMode::Replace(predicate),
         )
         .await?;
-        changed.insert(Table::Deliveries.name().to_string(), v);
+        changed.insert(Table::Deliveries, v);
     }
     landing::commit_snapshot(store, snapshot, &changed, "load", load_id).await
 }
