@@ -8,10 +8,10 @@
 //! national data opt-out; [`synth`] generates a synthetic region to load.
 
 pub mod dates;
+pub mod deliveries;
 pub mod delivery;
 mod error;
 pub mod landing;
-pub mod ledger;
 pub mod load;
 pub mod lookup;
 pub mod nhs_number;

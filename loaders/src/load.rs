@@ -20,9 +20,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::dates::date32;
+use crate::deliveries::{Ledger, LedgerRow, Status, deliveries_batch};
 use crate::delivery::{self, Delivery, RejectedDelivery};
 use crate::landing::{self, Recovered, Snapshot, WriteMode};
-use crate::ledger::{Ledger, LedgerRow, Status, ledger_batch};
 use crate::lookup::PostcodeLookup;
 use crate::optout::{self, OptOutList, OptOutReport};
 use crate::parse::{ParseContext, ParsedDelivery, parse_delivery};
@@ -33,6 +33,9 @@ use crate::store::Store;
 use crate::tables::{Table, now_micros};
 use crate::{LoaderError, organisations};
 
+/// The usual bound on source rows parsed and committed together (`--group-rows`).
+pub const DEFAULT_GROUP_ROWS: u64 = 4_000_000;
+
 pub struct LoadOptions {
     pub registry: PathBuf,
     pub input: PathBuf,
@@ -40,7 +43,8 @@ pub struct LoadOptions {
     pub postcodes: PathBuf,
     pub imd: PathBuf,
     pub optout: Option<PathBuf>,
-    /// Upper bound on source rows parsed and committed together (memory vs. commits).
+    /// Upper bound on source rows parsed and committed together (memory vs. commits);
+    /// [`DEFAULT_GROUP_ROWS`] unless the caller has a reason to choose.
     pub group_rows: u64,
     pub progress: bool,
 }
@@ -449,7 +453,7 @@ async fn land_group(
         let v = landing::write(
             store,
             Table::Deliveries,
-            vec![ledger_batch(load_id, at, &ledger_rows)?],
+            vec![deliveries_batch(load_id, at, &ledger_rows)?],
             WriteMode::Replace(predicate),
         )
         .await?;

@@ -44,7 +44,7 @@ fn options(region: &SynthOutput, store: &Path) -> LoadOptions {
         postcodes: region.postcodes.clone(),
         imd: region.imd.clone(),
         optout: None,
-        group_rows: 4_000_000,
+        group_rows: poplar_loaders::load::DEFAULT_GROUP_ROWS,
         progress: false,
     }
 }

@@ -1,6 +1,6 @@
-//! The delivery ledger (`deliveries` table): one row per (source, delivery) with its
-//! content hash, outcome and row counts. The loader reads it (as of the latest snapshot)
-//! to skip deliveries already landed and to refuse stale ones.
+//! The `deliveries` table, Poplar's delivery ledger: one row per (source, delivery) with
+//! its content hash, outcome and row counts. The loader reads it (as of the latest
+//! snapshot) to skip deliveries already landed and to refuse stale ones.
 
 use arrow::array::{ArrayRef, Date32Builder, Int64Builder, StringBuilder};
 use arrow::record_batch::RecordBatch;
@@ -97,7 +97,7 @@ pub struct LedgerRow {
     pub optout_excluded: u64,
 }
 
-pub fn ledger_batch(load_id: &str, at_micros: i64, rows: &[LedgerRow]) -> Result<RecordBatch, LoaderError> {
+pub fn deliveries_batch(load_id: &str, at_micros: i64, rows: &[LedgerRow]) -> Result<RecordBatch, LoaderError> {
     let n = rows.len();
     let mut source = StringBuilder::new();
     let mut delivery = StringBuilder::new();
