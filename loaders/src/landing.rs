@@ -36,7 +36,9 @@ pub enum WriteMode {
 
 fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(1).expect("zstd level 1 is within zstd's range"),
+        ))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .build()
 }

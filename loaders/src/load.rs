@@ -348,12 +348,21 @@ async fn land_group(
     let mut delivery_keys = Vec::new();
     let mut ledger_rows = Vec::new();
 
-    for outcome in &outcomes {
+    for outcome in outcomes {
         match outcome {
             Outcome::Landed(p) => {
-                let m = &p.delivery.manifest;
-                let source = col("source_org").eq(lit(m.source.clone()));
-                for (table, batch) in &p.batches {
+                let Parsed {
+                    delivery,
+                    batches,
+                    quarantined,
+                    rows_read,
+                    optout_excluded,
+                    unmatched_postcodes,
+                } = *p;
+                let m = delivery.manifest;
+                let landed: BTreeMap<Table, u64> = batches.iter().map(|(t, b)| (*t, b.num_rows() as u64)).collect();
+                let source = col("source_org").eq(lit(m.source.as_str()));
+                for (table, batch) in batches {
                     let predicate = match table.period_column() {
                         Some(c) => source
                             .clone()
@@ -361,43 +370,42 @@ async fn land_group(
                             .and(col(c).lt_eq(date_lit(m.period_end))),
                         None => source.clone(),
                     };
-                    let entry = per_table.entry(*table).or_default();
+                    let entry = per_table.entry(table).or_default();
                     if batch.num_rows() > 0 {
-                        entry.0.push(batch.clone());
+                        entry.0.push(batch);
                     }
                     entry.1.push(predicate);
                 }
-                quarantine_batches.push(quarantine_batch(load_id, &m.source, &m.delivery, &p.quarantined, at)?);
-                delivery_keys.push((m.source.clone(), m.delivery.clone()));
-                let landed: BTreeMap<Table, u64> = p.batches.iter().map(|(t, b)| (*t, b.num_rows() as u64)).collect();
-                ledger_rows.push(LedgerRow {
-                    source_org: m.source.clone(),
-                    delivery: m.delivery.clone(),
-                    content_sha256: p.delivery.content_sha256.clone(),
-                    period: Some((m.period_start, m.period_end)),
-                    status: Status::Landed,
-                    reason: None,
-                    rows_read: p.rows_read,
-                    landed: landed.clone(),
-                    quarantined: p.quarantined.len() as u64,
-                    optout_excluded: p.optout_excluded,
-                });
+                quarantine_batches.push(quarantine_batch(load_id, &m.source, &m.delivery, &quarantined, at)?);
                 report.landed_deliveries += 1;
-                report.source_rows_read += p.rows_read;
-                report.optout_excluded += p.optout_excluded;
-                report.unmatched_postcodes += p.unmatched_postcodes;
+                report.source_rows_read += rows_read;
+                report.optout_excluded += optout_excluded;
+                report.unmatched_postcodes += unmatched_postcodes;
                 let summary = report.per_source.entry(m.source.clone()).or_default();
                 summary.deliveries += 1;
-                summary.rows_read += p.rows_read;
-                summary.quarantined += p.quarantined.len() as u64;
-                summary.optout_excluded += p.optout_excluded;
-                for (t, n) in landed {
+                summary.rows_read += rows_read;
+                summary.quarantined += quarantined.len() as u64;
+                summary.optout_excluded += optout_excluded;
+                for (t, n) in &landed {
                     *report.rows_landed.entry(t.name()).or_default() += n;
                     *summary.landed.entry(t.name()).or_default() += n;
                 }
-                for q in &p.quarantined {
+                for q in &quarantined {
                     *report.quarantined.entry(q.reason.code()).or_default() += 1;
                 }
+                delivery_keys.push((m.source.clone(), m.delivery.clone()));
+                ledger_rows.push(LedgerRow {
+                    source_org: m.source,
+                    delivery: m.delivery,
+                    content_sha256: delivery.content_sha256,
+                    period: Some((m.period_start, m.period_end)),
+                    status: Status::Landed,
+                    reason: None,
+                    rows_read,
+                    landed,
+                    quarantined: quarantined.len() as u64,
+                    optout_excluded,
+                });
             }
             Outcome::Rejected(r) => {
                 quarantine_batches.push(quarantine_batch(
@@ -421,7 +429,7 @@ async fn land_group(
                     optout_excluded: 0,
                 });
                 *report.quarantined.entry(r.problem.reason.code()).or_default() += 1;
-                report.rejected.push(r.clone());
+                report.rejected.push(r);
             }
         }
     }

@@ -35,15 +35,6 @@ impl Table {
         Table::Encounters,
     ];
 
-    /// Tables a delivery writes to, in the order the loader commits them.
-    pub const DELIVERY_TARGETS: [Table; 5] = [
-        Table::Patients,
-        Table::ClinicalEvents,
-        Table::Medications,
-        Table::Encounters,
-        Table::Quarantine,
-    ];
-
     pub const ALL: [Table; 9] = [
         Table::Patients,
         Table::ClinicalEvents,

@@ -63,24 +63,21 @@ fn extension<'v>(v: &'v Value, url: &str) -> Option<&'v Value> {
 }
 
 /// The first coding of a CodeableConcept, preferring SNOMED CT, then ICD-10.
-fn coding(concept: Option<&Value>) -> (CodeSystem, String) {
-    let codings = concept
+fn coding(concept: Option<&Value>) -> (CodeSystem, &str) {
+    // Borrowed: a concept with no codings has no code.
+    let codings: &[Value] = concept
         .and_then(|c| c.get("coding"))
         .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+        .map_or(&[], Vec::as_slice);
     for (system, kind) in [(SNOMED_SYSTEM, CodeSystem::Snomed), (ICD10_SYSTEM, CodeSystem::Icd10)] {
         if let Some(c) = codings
             .iter()
             .find(|c| c.get("system").and_then(Value::as_str) == Some(system))
         {
-            return (kind, str_at(c, &["code"]).to_string());
+            return (kind, str_at(c, &["code"]));
         }
     }
-    let code = codings
-        .first()
-        .map(|c| str_at(c, &["code"]).to_string())
-        .unwrap_or_default();
+    let code = codings.first().map_or("", |c| str_at(c, &["code"]));
     (CodeSystem::Unknown, code)
 }
 
@@ -153,7 +150,7 @@ pub(super) fn parse(delivery: &Delivery, sink: &mut RowSink<'_>) -> Result<(), Q
                     let fields = EventFields {
                         date,
                         code_system,
-                        code: &code,
+                        code,
                         value: "",
                         unit: "",
                     };
@@ -165,7 +162,7 @@ pub(super) fn parse(delivery: &Delivery, sink: &mut RowSink<'_>) -> Result<(), Q
                     let fields = EventFields {
                         date: str_at(&resource, &["effectiveDateTime"]),
                         code_system,
-                        code: &code,
+                        code,
                         value: &value,
                         unit: str_at(&resource, &["valueQuantity", "unit"]),
                     };

@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::LoaderError;
+use crate::dates::{EARLIEST, ymd};
 use crate::delivery::write_manifest;
 use crate::parse::FileKind;
 use crate::registry::OrgType;
@@ -37,6 +38,8 @@ use region::Region;
 const CHUNK: u64 = 2_000;
 /// People in the calibration pilot (generated, measured, discarded) by default.
 const PILOT: u64 = 24_000;
+/// The extract date by default: fixed, so that output does not depend on today.
+const EXTRACT_DATE: NaiveDate = ymd(2026, 9, 30);
 
 #[derive(Debug, Clone)]
 pub struct SynthConfig {
@@ -59,7 +62,7 @@ impl SynthConfig {
             seed,
             mix: OrgMix::default(),
             fhir_share: 0.25,
-            extract_date: NaiveDate::from_ymd_opt(2026, 9, 30).unwrap_or_default(),
+            extract_date: EXTRACT_DATE,
             pilot_patients: PILOT,
             progress: false,
         }
@@ -178,12 +181,20 @@ pub(crate) struct Generator<'a> {
     ckd_stage_1_2: Vec<i64>,
 }
 
+/// A cluster's SNOMED CT ids. The generator draws codes from these lists, so an empty one
+/// is an error here rather than a made-up code later.
 fn ids(cluster: &str) -> Result<Vec<i64>, LoaderError> {
-    Ok(poplar_queries::codelist(cluster)?
+    let ids: Vec<i64> = poplar_queries::codelist(cluster)?
         .codes
         .iter()
         .map(|c| c.id as i64)
-        .collect())
+        .collect();
+    if ids.is_empty() {
+        return Err(LoaderError::Synth(format!(
+            "codelist {cluster} has no codes to draw from"
+        )));
+    }
+    Ok(ids)
 }
 
 /// Generate a region into `dir` (which must not already hold one).
@@ -210,6 +221,12 @@ pub fn generate(config: &SynthConfig, dir: &Path) -> Result<SynthOutput, LoaderE
         let diagnosis = ids(condition.cluster)?;
         let resolved = match condition.resolved {
             Some(r) => ids(r)?,
+            None if condition.resolved_share > 0.0 => {
+                return Err(LoaderError::Synth(format!(
+                    "{} has a resolved share but no resolved cluster",
+                    condition.cluster
+                )));
+            }
             None => Vec::new(),
         };
         codes.push(ClusterCodes { diagnosis, resolved });
@@ -319,7 +336,6 @@ pub fn generate(config: &SynthConfig, dir: &Path) -> Result<SynthOutput, LoaderE
     // Manifests: the period each delivery covers, and each file's rows, size and hash.
     let mut rows_by_file: BTreeMap<String, u64> = BTreeMap::new();
     let today = config.extract_date;
-    let full_record_start = NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or_default();
     let secondary_start = today - Duration::days((3.0 * 365.25) as i64);
     region
         .registry
@@ -333,7 +349,7 @@ pub fn generate(config: &SynthConfig, dir: &Path) -> Result<SynthOutput, LoaderE
                 .collect();
             // A GP extract is the full record; other settings send their last three years.
             let start = if source.org_type == OrgType::GpPractice {
-                full_record_start
+                EARLIEST
             } else {
                 secondary_start
             };
