@@ -54,6 +54,8 @@ impl Ledger {
         let columns = (0..4)
             .map(|i| string_values(&batches, i))
             .collect::<Result<Vec<_>, _>>()?;
+        // Row i of the result is (columns[0][i], ..., columns[3][i]).
+        #[allow(clippy::needless_range_loop)] // `i` indexes four columns, not one
         for i in 0..columns[0].len() {
             let text = |c: usize| columns[c][i].clone().unwrap_or_default();
             let key = (text(0), text(1));

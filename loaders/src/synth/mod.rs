@@ -324,8 +324,8 @@ pub fn generate(config: &SynthConfig, dir: &Path) -> Result<SynthOutput, LoaderE
             })?;
         for (source, buffers) in by_source {
             for b in buffers {
-                for slot in 0..SLOTS {
-                    rows[source][slot] += b.rows[slot];
+                for (total, n) in rows[source].iter_mut().zip(&b.rows) {
+                    *total += n;
                 }
             }
         }
