@@ -101,7 +101,7 @@ pub struct LoadArgs {
     #[arg(long, env = "POPLAR_KEY_FILE")]
     key_file: Option<PathBuf>,
     /// Most source rows parsed and committed together.
-    #[arg(long, default_value_t = 4_000_000, env = "POPLAR_LOAD_GROUP_ROWS")]
+    #[arg(long, default_value_t = poplar_loaders::load::DEFAULT_GROUP_ROWS, env = "POPLAR_LOAD_GROUP_ROWS")]
     group_rows: u64,
     /// Write the full summary as JSON here.
     #[arg(long)]

@@ -166,7 +166,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         postcodes,
         imd,
         optout: None,
-        group_rows: 4_000_000,
+        group_rows: poplar_loaders::load::DEFAULT_GROUP_ROWS,
         progress: std::io::stderr().is_terminal(),
     };
     let report = load(&options, &Pseudonymiser::from_file_or_env(Some(&key))?).await?;

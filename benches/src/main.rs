@@ -44,7 +44,7 @@ enum Suite {
         #[arg(long, default_value_t = 42)]
         seed: u64,
         /// Source rows per commit group (as `poplar load --group-rows`).
-        #[arg(long, default_value_t = 4_000_000)]
+        #[arg(long, default_value_t = poplar_loaders::load::DEFAULT_GROUP_ROWS)]
         group_rows: u64,
     },
     /// Generate and load a region (once, reused from --work-dir), then time register queries.
@@ -126,7 +126,7 @@ fn prepared_store(
             postcodes,
             imd,
             optout: None,
-            group_rows: 4_000_000,
+            group_rows: poplar_loaders::load::DEFAULT_GROUP_ROWS,
             progress: false,
         };
         runtime.block_on(load(&options, &bench_key(seed)?))?;
@@ -142,7 +142,7 @@ fn prepared_store(
         postcodes: out.postcodes.clone(),
         imd: out.imd.clone(),
         optout: None,
-        group_rows: 4_000_000,
+        group_rows: poplar_loaders::load::DEFAULT_GROUP_ROWS,
         progress: false,
     };
     runtime.block_on(load(&options, &bench_key(seed)?))?;

@@ -36,7 +36,9 @@ pub enum WriteMode {
 
 fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(1).expect("zstd level 1 is within zstd's range"),
+        ))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .build()
 }
@@ -110,12 +112,12 @@ pub async fn query(table: &DeltaTable, sql: &str) -> Result<Vec<RecordBatch>, Lo
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     pub id: i64,
-    pub versions: BTreeMap<String, u64>,
+    pub versions: BTreeMap<Table, u64>,
 }
 
 impl Snapshot {
     pub fn version(&self, table: Table) -> Option<u64> {
-        self.versions.get(table.name()).copied()
+        self.versions.get(&table).copied()
     }
 
     /// Open `table` as this snapshot sees it (`None` if the snapshot predates the table).
@@ -147,8 +149,13 @@ pub async fn latest_snapshot(store: &Store) -> Result<Option<Snapshot>, LoaderEr
     ) else {
         return Ok(None);
     };
-    let versions: BTreeMap<String, u64> =
+    let by_name: BTreeMap<String, u64> =
         serde_json::from_str(&versions).map_err(|_| inconsistent("table_versions is not a JSON object of versions"))?;
+    let versions = by_name
+        .into_iter()
+        .map(|(name, v)| Table::from_name(&name).map(|t| (t, v)))
+        .collect::<Option<BTreeMap<Table, u64>>>()
+        .ok_or_else(|| inconsistent("table_versions names a table Poplar does not land"))?;
     Ok(Some(Snapshot { id, versions }))
 }
 
@@ -156,14 +163,16 @@ pub async fn latest_snapshot(store: &Store) -> Result<Option<Snapshot>, LoaderEr
 pub async fn commit_snapshot(
     store: &Store,
     previous: Option<&Snapshot>,
-    changed: &BTreeMap<String, u64>,
+    changed: &BTreeMap<Table, u64>,
     operation: &str,
     load_id: &str,
 ) -> Result<Snapshot, LoaderError> {
     let mut versions = previous.map(|s| s.versions.clone()).unwrap_or_default();
-    versions.extend(changed.iter().map(|(k, v)| (k.clone(), *v)));
+    versions.extend(changed);
     let id = previous.map_or(1, |s| s.id + 1);
-    let json = serde_json::to_string(&versions).map_err(|e| LoaderError::Inconsistent {
+    // Stored by table name (sorted by name), the form outside readers parse.
+    let by_name: BTreeMap<&str, u64> = versions.iter().map(|(t, v)| (t.name(), *v)).collect();
+    let json = serde_json::to_string(&by_name).map_err(|e| LoaderError::Inconsistent {
         table: Table::Snapshots.name().into(),
         reason: e.to_string(),
     })?;

@@ -7,10 +7,11 @@
 //! [`landing`], whose snapshots make each group visible at once. [`optout`] applies the
 //! national data opt-out; [`synth`] generates a synthetic region to load.
 
+pub mod dates;
+pub mod deliveries;
 pub mod delivery;
 mod error;
 pub mod landing;
-pub mod ledger;
 pub mod load;
 pub mod lookup;
 pub mod nhs_number;

@@ -19,18 +19,22 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::dates::date32;
+use crate::deliveries::{Ledger, LedgerRow, Status, deliveries_batch};
 use crate::delivery::{self, Delivery, RejectedDelivery};
 use crate::landing::{self, Recovered, Snapshot, WriteMode};
-use crate::ledger::{Ledger, LedgerRow, Status, ledger_batch};
 use crate::lookup::PostcodeLookup;
 use crate::optout::{self, OptOutList, OptOutReport};
-use crate::parse::{ParseContext, ParsedDelivery, date32, parse_delivery};
+use crate::parse::{ParseContext, ParsedDelivery, parse_delivery};
 use crate::pseudonym::Pseudonymiser;
 use crate::quarantine::{Quarantined, Reason, quarantine_batch};
 use crate::registry::Registry;
 use crate::store::Store;
 use crate::tables::{Table, now_micros};
 use crate::{LoaderError, organisations};
+
+/// The usual bound on source rows parsed and committed together (`--group-rows`).
+pub const DEFAULT_GROUP_ROWS: u64 = 4_000_000;
 
 pub struct LoadOptions {
     pub registry: PathBuf,
@@ -39,7 +43,8 @@ pub struct LoadOptions {
     pub postcodes: PathBuf,
     pub imd: PathBuf,
     pub optout: Option<PathBuf>,
-    /// Upper bound on source rows parsed and committed together (memory vs. commits).
+    /// Upper bound on source rows parsed and committed together (memory vs. commits);
+    /// [`DEFAULT_GROUP_ROWS`] unless the caller has a reason to choose.
     pub group_rows: u64,
     pub progress: bool,
 }
@@ -127,7 +132,7 @@ pub async fn load(options: &LoadOptions, pseudonymiser: &Pseudonymiser) -> Resul
 
     // Reference data first: the registry becomes `organisations` when it changed.
     if let Some(v) = organisations::refresh(store, snapshot.as_ref(), &registry).await? {
-        let changed = BTreeMap::from([(Table::Organisations.name().to_string(), v)]);
+        let changed = BTreeMap::from([(Table::Organisations, v)]);
         snapshot = Some(landing::commit_snapshot(store, snapshot.as_ref(), &changed, "organisations", &load_id).await?);
     }
 
@@ -337,18 +342,27 @@ async fn land_group(
     report: &mut LoadReport,
 ) -> Result<Snapshot, LoaderError> {
     let at = now_micros();
-    let mut changed: BTreeMap<String, u64> = BTreeMap::new();
+    let mut changed: BTreeMap<Table, u64> = BTreeMap::new();
     let mut per_table: BTreeMap<Table, (Vec<RecordBatch>, Vec<Expr>)> = BTreeMap::new();
     let mut quarantine_batches = Vec::new();
     let mut delivery_keys = Vec::new();
     let mut ledger_rows = Vec::new();
 
-    for outcome in &outcomes {
+    for outcome in outcomes {
         match outcome {
             Outcome::Landed(p) => {
-                let m = &p.delivery.manifest;
-                let source = col("source_org").eq(lit(m.source.clone()));
-                for (table, batch) in &p.batches {
+                let Parsed {
+                    delivery,
+                    batches,
+                    quarantined,
+                    rows_read,
+                    optout_excluded,
+                    unmatched_postcodes,
+                } = *p;
+                let m = delivery.manifest;
+                let landed: BTreeMap<Table, u64> = batches.iter().map(|(t, b)| (*t, b.num_rows() as u64)).collect();
+                let source = col("source_org").eq(lit(m.source.as_str()));
+                for (table, batch) in batches {
                     let predicate = match table.period_column() {
                         Some(c) => source
                             .clone()
@@ -356,43 +370,42 @@ async fn land_group(
                             .and(col(c).lt_eq(date_lit(m.period_end))),
                         None => source.clone(),
                     };
-                    let entry = per_table.entry(*table).or_default();
+                    let entry = per_table.entry(table).or_default();
                     if batch.num_rows() > 0 {
-                        entry.0.push(batch.clone());
+                        entry.0.push(batch);
                     }
                     entry.1.push(predicate);
                 }
-                quarantine_batches.push(quarantine_batch(load_id, &m.source, &m.delivery, &p.quarantined, at)?);
-                delivery_keys.push((m.source.clone(), m.delivery.clone()));
-                let landed: BTreeMap<Table, u64> = p.batches.iter().map(|(t, b)| (*t, b.num_rows() as u64)).collect();
-                ledger_rows.push(LedgerRow {
-                    source_org: m.source.clone(),
-                    delivery: m.delivery.clone(),
-                    content_sha256: p.delivery.content_sha256.clone(),
-                    period: Some((m.period_start, m.period_end)),
-                    status: Status::Landed,
-                    reason: None,
-                    rows_read: p.rows_read,
-                    landed: landed.clone(),
-                    quarantined: p.quarantined.len() as u64,
-                    optout_excluded: p.optout_excluded,
-                });
+                quarantine_batches.push(quarantine_batch(load_id, &m.source, &m.delivery, &quarantined, at)?);
                 report.landed_deliveries += 1;
-                report.source_rows_read += p.rows_read;
-                report.optout_excluded += p.optout_excluded;
-                report.unmatched_postcodes += p.unmatched_postcodes;
+                report.source_rows_read += rows_read;
+                report.optout_excluded += optout_excluded;
+                report.unmatched_postcodes += unmatched_postcodes;
                 let summary = report.per_source.entry(m.source.clone()).or_default();
                 summary.deliveries += 1;
-                summary.rows_read += p.rows_read;
-                summary.quarantined += p.quarantined.len() as u64;
-                summary.optout_excluded += p.optout_excluded;
-                for (t, n) in landed {
+                summary.rows_read += rows_read;
+                summary.quarantined += quarantined.len() as u64;
+                summary.optout_excluded += optout_excluded;
+                for (t, n) in &landed {
                     *report.rows_landed.entry(t.name()).or_default() += n;
                     *summary.landed.entry(t.name()).or_default() += n;
                 }
-                for q in &p.quarantined {
+                for q in &quarantined {
                     *report.quarantined.entry(q.reason.code()).or_default() += 1;
                 }
+                delivery_keys.push((m.source.clone(), m.delivery.clone()));
+                ledger_rows.push(LedgerRow {
+                    source_org: m.source,
+                    delivery: m.delivery,
+                    content_sha256: delivery.content_sha256,
+                    period: Some((m.period_start, m.period_end)),
+                    status: Status::Landed,
+                    reason: None,
+                    rows_read,
+                    landed,
+                    quarantined: quarantined.len() as u64,
+                    optout_excluded,
+                });
             }
             Outcome::Rejected(r) => {
                 quarantine_batches.push(quarantine_batch(
@@ -416,7 +429,7 @@ async fn land_group(
                     optout_excluded: 0,
                 });
                 *report.quarantined.entry(r.problem.reason.code()).or_default() += 1;
-                report.rejected.push(r.clone());
+                report.rejected.push(r);
             }
         }
     }
@@ -429,7 +442,7 @@ async fn land_group(
             batches
         };
         let v = landing::write(store, table, batches, WriteMode::Replace(predicate)).await?;
-        changed.insert(table.name().to_string(), v);
+        changed.insert(table, v);
     }
     let by_delivery = any_of(
         delivery_keys
@@ -444,15 +457,15 @@ async fn land_group(
     if let Some(predicate) = by_delivery {
         let batches = vec![concat_batches(&Table::Quarantine.schema(), &quarantine_batches)?];
         let v = landing::write(store, Table::Quarantine, batches, WriteMode::Replace(predicate.clone())).await?;
-        changed.insert(Table::Quarantine.name().to_string(), v);
+        changed.insert(Table::Quarantine, v);
         let v = landing::write(
             store,
             Table::Deliveries,
-            vec![ledger_batch(load_id, at, &ledger_rows)?],
+            vec![deliveries_batch(load_id, at, &ledger_rows)?],
             WriteMode::Replace(predicate),
         )
         .await?;
-        changed.insert(Table::Deliveries.name().to_string(), v);
+        changed.insert(Table::Deliveries, v);
     }
     landing::commit_snapshot(store, snapshot, &changed, "load", load_id).await
 }

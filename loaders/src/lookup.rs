@@ -27,10 +27,11 @@ pub const IMD_HEADER: [&str; 6] = [
     "Index of Multiple Deprivation (IMD) Decile",
 ];
 
-/// The geography a postcode resolves to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Area {
-    pub lsoa: String,
+/// The geography a postcode resolves to (borrowed from the lookup: it is copied only
+/// into the row buffer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Area<'a> {
+    pub lsoa: &'a str,
     pub imd_decile: Option<i32>,
 }
 
@@ -98,16 +99,12 @@ impl PostcodeLookup {
         Ok(lookup)
     }
 
-    pub fn area(&self, postcode: &str) -> Option<Area> {
+    pub fn area(&self, postcode: &str) -> Option<Area<'_>> {
         let lsoa = self.lsoa_by_postcode.get(&postcode_key(postcode))?;
         Some(Area {
-            lsoa: lsoa.clone(),
+            lsoa,
             imd_decile: self.decile_by_lsoa.get(lsoa).copied(),
         })
-    }
-
-    pub fn postcodes(&self) -> usize {
-        self.lsoa_by_postcode.len()
     }
 }
 

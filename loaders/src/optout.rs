@@ -114,7 +114,7 @@ pub async fn apply(store: &Store, list: &OptOutList, load_id: &str) -> Result<Op
         if matching > 0
             && let Some(v) = landing::delete(store, table, person_predicate(&new)).await?
         {
-            changed.insert(table.name().to_string(), v);
+            changed.insert(table, v);
         }
     }
     let at = now_micros();
@@ -128,7 +128,7 @@ pub async fn apply(store: &Store, list: &OptOutList, load_id: &str) -> Result<Op
         ],
     )?;
     let v = landing::write(store, Table::OptOuts, vec![batch], WriteMode::Append).await?;
-    changed.insert(Table::OptOuts.name().to_string(), v);
+    changed.insert(Table::OptOuts, v);
     let committed = landing::commit_snapshot(store, snapshot.as_ref(), &changed, "optout", load_id).await?;
     report.snapshot = Some(committed.id);
     Ok(report)

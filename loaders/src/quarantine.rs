@@ -67,24 +67,6 @@ impl Reason {
             Reason::StaleDelivery => "stale_delivery",
         }
     }
-
-    /// Whether this reason rejects the whole delivery rather than one record.
-    pub fn rejects_delivery(self) -> bool {
-        matches!(
-            self,
-            Reason::UnknownSource
-                | Reason::MissingManifest
-                | Reason::InvalidManifest
-                | Reason::MissingFile
-                | Reason::UnreadableFile
-                | Reason::TruncatedFile
-                | Reason::ChecksumMismatch
-                | Reason::RowCountMismatch
-                | Reason::WrongHeader
-                | Reason::FormatMismatch
-                | Reason::StaleDelivery
-        )
-    }
 }
 
 impl std::fmt::Display for Reason {

@@ -35,15 +35,6 @@ impl Table {
         Table::Encounters,
     ];
 
-    /// Tables a delivery writes to, in the order the loader commits them.
-    pub const DELIVERY_TARGETS: [Table; 5] = [
-        Table::Patients,
-        Table::ClinicalEvents,
-        Table::Medications,
-        Table::Encounters,
-        Table::Quarantine,
-    ];
-
     pub const ALL: [Table; 9] = [
         Table::Patients,
         Table::ClinicalEvents,
@@ -59,6 +50,11 @@ impl Table {
     /// Whether the engine serves this table (`_optouts` is the loaders' own).
     pub fn is_served(self) -> bool {
         self != Table::OptOuts
+    }
+
+    /// The table a [`Table::name`] names.
+    pub fn from_name(name: &str) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.name() == name)
     }
 
     /// The table's directory name under the store root.
@@ -115,218 +111,102 @@ impl Table {
     }
 }
 
-fn utf8(name: &str, nullable: bool) -> Field {
-    Field::new(name, DataType::Utf8, nullable)
-}
-fn date(name: &str, nullable: bool) -> Field {
-    Field::new(name, DataType::Date32, nullable)
-}
-fn int64(name: &str, nullable: bool) -> Field {
-    Field::new(name, DataType::Int64, nullable)
-}
-fn int32(name: &str, nullable: bool) -> Field {
-    Field::new(name, DataType::Int32, nullable)
-}
-fn float64(name: &str, nullable: bool) -> Field {
-    Field::new(name, DataType::Float64, nullable)
-}
-fn timestamp(name: &str) -> Field {
-    Field::new(
-        name,
-        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-        false,
-    )
-}
-
-static PATIENTS: LazyLock<SchemaRef> = LazyLock::new(|| {
-    Arc::new(Schema::new(vec![
-        int64("person_id", false),
-        utf8("source_org", false),
-        date("birth_month", true),
-        utf8("sex", false),
-        utf8("ethnic_category", true),
-        utf8("ethnicity_group", false),
-        utf8("lsoa", true),
-        int32("imd_decile", true),
-        utf8("registered_practice", true),
-        date("registration_start", true),
-        date("registration_end", true),
-        date("death_month", true),
-    ]))
-});
-
-static CLINICAL_EVENTS: LazyLock<SchemaRef> = LazyLock::new(|| {
-    Arc::new(Schema::new(vec![
-        int64("person_id", false),
-        utf8("source_org", false),
-        date("event_date", false),
-        utf8("code_system", false),
-        utf8("code", false),
-        int64("snomed_code", true),
-        float64("value", true),
-        utf8("unit", true),
-        utf8("setting", false),
-    ]))
-});
-
-static MEDICATIONS: LazyLock<SchemaRef> = LazyLock::new(|| {
-    Arc::new(Schema::new(vec![
-        int64("person_id", false),
-        utf8("source_org", false),
-        date("issue_date", false),
-        int64("dmd_code", false),
-        float64("quantity", true),
-    ]))
-});
-
-static ENCOUNTERS: LazyLock<SchemaRef> = LazyLock::new(|| {
-    Arc::new(Schema::new(vec![
-        int64("person_id", false),
-        utf8("source_org", false),
-        utf8("setting", false),
-        date("start_date", false),
-        date("end_date", true),
-        utf8("encounter_type", true),
-        float64("cost", true),
-    ]))
-});
-
-static ORGANISATIONS: LazyLock<SchemaRef> = LazyLock::new(|| {
-    Arc::new(Schema::new(vec![
-        utf8("ods_code", false),
-        utf8("name", false),
-        utf8("org_type", false),
-        utf8("feed_format", false),
-        utf8("pcn", true),
-        utf8("pcn_name", true),
-        utf8("sub_icb", false),
-        utf8("icb", false),
-    ]))
-});
-
-static QUARANTINE: LazyLock<SchemaRef> = LazyLock::new(|| {
-    Arc::new(Schema::new(vec![
-        utf8("load_id", false),
-        utf8("source_org", false),
-        utf8("delivery", false),
-        utf8("file", false),
-        int64("line", true),
-        utf8("reason", false),
-        utf8("detail", false),
-        timestamp("quarantined_at"),
-    ]))
-});
-
-static DELIVERIES: LazyLock<SchemaRef> = LazyLock::new(|| {
-    Arc::new(Schema::new(vec![
-        utf8("source_org", false),
-        utf8("delivery", false),
-        utf8("content_sha256", false),
-        date("period_start", true),
-        date("period_end", true),
-        utf8("load_id", false),
-        timestamp("loaded_at"),
-        utf8("status", false),
-        utf8("reason", true),
-        int64("rows_read", false),
-        int64("patients_rows", false),
-        int64("clinical_events_rows", false),
-        int64("medications_rows", false),
-        int64("encounters_rows", false),
-        int64("quarantined_rows", false),
-        int64("optout_excluded_rows", false),
-    ]))
-});
-
-static SNAPSHOTS: LazyLock<SchemaRef> = LazyLock::new(|| {
-    Arc::new(Schema::new(vec![
-        int64("snapshot", false),
-        timestamp("created_at"),
-        utf8("operation", false),
-        utf8("load_id", false),
-        // JSON object: table name -> Delta version that this snapshot reads.
-        utf8("table_versions", false),
-    ]))
-});
-
-static OPTOUTS: LazyLock<SchemaRef> =
-    LazyLock::new(|| Arc::new(Schema::new(vec![int64("person_id", false), timestamp("recorded_at")])));
-
-/// Rows of `patients` from one delivery (`source_org` is the delivery's).
-#[derive(Default)]
-pub struct PatientRows {
-    pub person_id: Int64Builder,
-    pub birth_month: Date32Builder,
-    pub sex: StringBuilder,
-    pub ethnic_category: StringBuilder,
-    pub ethnicity_group: StringBuilder,
-    pub lsoa: StringBuilder,
-    pub imd_decile: Int32Builder,
-    pub registered_practice: StringBuilder,
-    pub registration_start: Date32Builder,
-    pub registration_end: Date32Builder,
-    pub death_month: Date32Builder,
+/// The Arrow type of a column kind named in a table declaration below.
+macro_rules! data_type {
+    (Utf8) => {
+        DataType::Utf8
+    };
+    (Date32) => {
+        DataType::Date32
+    };
+    (Int64) => {
+        DataType::Int64
+    };
+    (Int32) => {
+        DataType::Int32
+    };
+    (Float64) => {
+        DataType::Float64
+    };
+    (Timestamp) => {
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+    };
 }
 
-/// Rows of `clinical_events` from one delivery.
-#[derive(Default)]
-pub struct EventRows {
-    pub person_id: Int64Builder,
-    pub event_date: Date32Builder,
-    pub code_system: StringBuilder,
-    pub code: StringBuilder,
-    pub snomed_code: Int64Builder,
-    pub value: Float64Builder,
-    pub unit: StringBuilder,
-    pub setting: StringBuilder,
+/// The builder a row buffer fills for a column kind.
+macro_rules! builder {
+    (Utf8) => {
+        StringBuilder
+    };
+    (Date32) => {
+        Date32Builder
+    };
+    (Int64) => {
+        Int64Builder
+    };
+    (Int32) => {
+        Int32Builder
+    };
+    (Float64) => {
+        Float64Builder
+    };
 }
 
-/// Rows of `medications` from one delivery.
-#[derive(Default)]
-pub struct MedicationRows {
-    pub person_id: Int64Builder,
-    pub issue_date: Date32Builder,
-    pub dmd_code: Int64Builder,
-    pub quantity: Float64Builder,
+macro_rules! nullable {
+    (nullable) => {
+        true
+    };
+    (required) => {
+        false
+    };
 }
 
-/// Rows of `encounters` from one delivery.
-#[derive(Default)]
-pub struct EncounterRows {
-    pub person_id: Int64Builder,
-    pub setting: StringBuilder,
-    pub start_date: Date32Builder,
-    pub end_date: Date32Builder,
-    pub encounter_type: StringBuilder,
-    pub cost: Float64Builder,
+/// A schema from `column: Kind nullable|required` entries, in order.
+macro_rules! schema {
+    ($($column:ident: $kind:ident $nullability:ident),* $(,)?) => {
+        Arc::new(Schema::new(vec![
+            $(Field::new(stringify!($column), data_type!($kind), nullable!($nullability)),)*
+        ]))
+    };
 }
 
-fn source_column(source_org: &str, rows: usize) -> ArrayRef {
-    let mut b = StringBuilder::with_capacity(rows, rows * source_org.len());
-    for _ in 0..rows {
-        b.append_value(source_org);
-    }
-    Arc::new(b.finish())
-}
+/// A personal table, declared once: its schema, the row buffer the parsers fill and the
+/// buffer's `finish`. Every personal table starts with `person_id` and `source_org`; the
+/// buffer fills `source_org` from the delivery, so it holds only the other columns.
+macro_rules! personal_table {
+    (
+        $(#[$doc:meta])*
+        $table:path, $schema:ident, $rows:ident {
+            $($column:ident: $kind:ident $nullability:ident),* $(,)?
+        }
+    ) => {
+        static $schema: LazyLock<SchemaRef> = LazyLock::new(|| {
+            schema![
+                person_id: Int64 required,
+                source_org: Utf8 required,
+                $($column: $kind $nullability,)*
+            ]
+        });
 
-fn batch(table: Table, columns: Vec<ArrayRef>) -> Result<RecordBatch, LoaderError> {
-    Ok(RecordBatch::try_new(table.schema(), columns)?)
-}
+        $(#[$doc])*
+        #[derive(Default)]
+        pub struct $rows {
+            pub person_id: Int64Builder,
+            $(pub $column: builder!($kind),)*
+        }
 
-/// `len`, `is_empty` and `finish` for a row buffer whose columns are `person_id`, then
-/// `source_org` (filled from the delivery), then the listed builders in schema order.
-macro_rules! row_buffer {
-    ($rows:ident, $table:expr, [$($column:ident),* $(,)?]) => {
         impl $rows {
             pub fn len(&self) -> usize {
                 self.person_id.len()
             }
+
             pub fn is_empty(&self) -> bool {
                 self.len() == 0
             }
+
             pub fn finish(&mut self, source_org: &str) -> Result<RecordBatch, LoaderError> {
                 let n = self.len();
-                batch($table, vec![
+                build_batch($table, vec![
                     Arc::new(self.person_id.finish()) as ArrayRef,
                     source_column(source_org, n),
                     $(Arc::new(self.$column.finish()) as ArrayRef,)*
@@ -336,37 +216,134 @@ macro_rules! row_buffer {
     };
 }
 
-row_buffer!(
-    PatientRows,
-    Table::Patients,
-    [
-        birth_month,
-        sex,
-        ethnic_category,
-        ethnicity_group,
-        lsoa,
-        imd_decile,
-        registered_practice,
-        registration_start,
-        registration_end,
-        death_month,
-    ]
-);
-row_buffer!(
-    EventRows,
-    Table::ClinicalEvents,
-    [event_date, code_system, code, snomed_code, value, unit, setting]
-);
-row_buffer!(MedicationRows, Table::Medications, [issue_date, dmd_code, quantity]);
-row_buffer!(
-    EncounterRows,
-    Table::Encounters,
-    [setting, start_date, end_date, encounter_type, cost]
-);
+personal_table! {
+    /// Rows of `patients` from one delivery (`source_org` is the delivery's).
+    Table::Patients, PATIENTS, PatientRows {
+        birth_month: Date32 nullable,
+        sex: Utf8 required,
+        ethnic_category: Utf8 nullable,
+        ethnicity_group: Utf8 required,
+        lsoa: Utf8 nullable,
+        imd_decile: Int32 nullable,
+        registered_practice: Utf8 nullable,
+        registration_start: Date32 nullable,
+        registration_end: Date32 nullable,
+        death_month: Date32 nullable,
+    }
+}
 
-/// Build a small table (organisations, quarantine, ledger) from whole columns.
+personal_table! {
+    /// Rows of `clinical_events` from one delivery.
+    Table::ClinicalEvents, CLINICAL_EVENTS, EventRows {
+        event_date: Date32 required,
+        code_system: Utf8 required,
+        code: Utf8 required,
+        snomed_code: Int64 nullable,
+        value: Float64 nullable,
+        unit: Utf8 nullable,
+        setting: Utf8 required,
+    }
+}
+
+personal_table! {
+    /// Rows of `medications` from one delivery.
+    Table::Medications, MEDICATIONS, MedicationRows {
+        issue_date: Date32 required,
+        dmd_code: Int64 required,
+        quantity: Float64 nullable,
+    }
+}
+
+personal_table! {
+    /// Rows of `encounters` from one delivery.
+    Table::Encounters, ENCOUNTERS, EncounterRows {
+        setting: Utf8 required,
+        start_date: Date32 required,
+        end_date: Date32 nullable,
+        encounter_type: Utf8 nullable,
+        cost: Float64 nullable,
+    }
+}
+
+// The tables below are built from whole columns (`build_batch`), so they need a schema only.
+
+static ORGANISATIONS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    schema![
+        ods_code: Utf8 required,
+        name: Utf8 required,
+        org_type: Utf8 required,
+        feed_format: Utf8 required,
+        pcn: Utf8 nullable,
+        pcn_name: Utf8 nullable,
+        sub_icb: Utf8 required,
+        icb: Utf8 required,
+    ]
+});
+
+static QUARANTINE: LazyLock<SchemaRef> = LazyLock::new(|| {
+    schema![
+        load_id: Utf8 required,
+        source_org: Utf8 required,
+        delivery: Utf8 required,
+        file: Utf8 required,
+        line: Int64 nullable,
+        reason: Utf8 required,
+        detail: Utf8 required,
+        quarantined_at: Timestamp required,
+    ]
+});
+
+static DELIVERIES: LazyLock<SchemaRef> = LazyLock::new(|| {
+    schema![
+        source_org: Utf8 required,
+        delivery: Utf8 required,
+        content_sha256: Utf8 required,
+        period_start: Date32 nullable,
+        period_end: Date32 nullable,
+        load_id: Utf8 required,
+        loaded_at: Timestamp required,
+        status: Utf8 required,
+        reason: Utf8 nullable,
+        rows_read: Int64 required,
+        patients_rows: Int64 required,
+        clinical_events_rows: Int64 required,
+        medications_rows: Int64 required,
+        encounters_rows: Int64 required,
+        quarantined_rows: Int64 required,
+        optout_excluded_rows: Int64 required,
+    ]
+});
+
+static SNAPSHOTS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    schema![
+        snapshot: Int64 required,
+        created_at: Timestamp required,
+        operation: Utf8 required,
+        load_id: Utf8 required,
+        // JSON object: table name -> Delta version that this snapshot reads.
+        table_versions: Utf8 required,
+    ]
+});
+
+static OPTOUTS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    schema![
+        person_id: Int64 required,
+        recorded_at: Timestamp required,
+    ]
+});
+
+fn source_column(source_org: &str, rows: usize) -> ArrayRef {
+    let mut b = StringBuilder::with_capacity(rows, rows * source_org.len());
+    for _ in 0..rows {
+        b.append_value(source_org);
+    }
+    Arc::new(b.finish())
+}
+
+/// Build a batch of `table` from whole columns (organisations, quarantine, deliveries, and
+/// the personal tables' row buffers).
 pub fn build_batch(table: Table, columns: Vec<ArrayRef>) -> Result<RecordBatch, LoaderError> {
-    batch(table, columns)
+    Ok(RecordBatch::try_new(table.schema(), columns)?)
 }
 
 /// Microseconds since the epoch, UTC, for `timestamp` columns.

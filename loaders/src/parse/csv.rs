@@ -1,55 +1,61 @@
 //! CSV extracts: one file per kind of record, with fixed headers. Columns Poplar must not
 //! keep (names, address, phone, free text) are skipped without being copied anywhere.
 
-use super::{CodeSystem, EncounterFields, EventFields, PatientFields, RowSink, Sex};
+use super::sink::check_row_count;
+use super::vocab::{CodeSystem, Sex};
+use super::{EncounterFields, EventFields, FileKind, MedicationFields, PatientFields, RowSink};
 use crate::delivery::{Delivery, ManifestFile};
 use crate::quarantine::{Quarantined, Reason};
+use crate::registry::FeedFormat;
 
-pub const PATIENTS: (&str, &[&str]) = (
-    "patients.csv",
-    &[
-        "nhs_number",
-        "given_name",
-        "family_name",
-        "date_of_birth",
-        "sex",
-        "ethnic_category",
-        "address_line_1",
-        "address_line_2",
-        "postcode",
-        "phone",
-        "registered_from",
-        "registered_to",
-        "date_of_death",
-    ],
-);
-pub const EVENTS: (&str, &[&str]) = (
-    "events.csv",
-    &[
-        "nhs_number",
-        "event_date",
-        "code_system",
-        "code",
-        "value",
-        "unit",
-        "free_text",
-    ],
-);
-pub const MEDICATIONS: (&str, &[&str]) = (
-    "medications.csv",
-    &["nhs_number", "issue_date", "dmd_code", "dosage_text", "quantity"],
-);
-pub const ENCOUNTERS: (&str, &[&str]) = (
-    "encounters.csv",
-    &[
-        "nhs_number",
-        "setting",
-        "start_date",
-        "end_date",
-        "encounter_type",
-        "cost",
-    ],
-);
+const PATIENTS: &[&str] = &[
+    "nhs_number",
+    "given_name",
+    "family_name",
+    "date_of_birth",
+    "sex",
+    "ethnic_category",
+    "address_line_1",
+    "address_line_2",
+    "postcode",
+    "phone",
+    "registered_from",
+    "registered_to",
+    "date_of_death",
+];
+const EVENTS: &[&str] = &[
+    "nhs_number",
+    "event_date",
+    "code_system",
+    "code",
+    "value",
+    "unit",
+    "free_text",
+];
+const MEDICATIONS: &[&str] = &["nhs_number", "issue_date", "dmd_code", "dosage_text", "quantity"];
+const ENCOUNTERS: &[&str] = &[
+    "nhs_number",
+    "setting",
+    "start_date",
+    "end_date",
+    "encounter_type",
+    "cost",
+];
+
+/// The exact header line of a CSV file (`None` for FHIR files, which have none).
+pub fn header(kind: FileKind) -> Option<&'static [&'static str]> {
+    match kind {
+        FileKind::Patients => Some(PATIENTS),
+        FileKind::Events => Some(EVENTS),
+        FileKind::Medications => Some(MEDICATIONS),
+        FileKind::Encounters => Some(ENCOUNTERS),
+        FileKind::Patient
+        | FileKind::Condition
+        | FileKind::Observation
+        | FileKind::MedicationRequest
+        | FileKind::Encounter => None,
+    }
+}
 
 fn sex_from_code(raw: &str) -> Option<Sex> {
     // NHS Data Dictionary PERSON STATED GENDER CODE, and the letters some systems send.
@@ -64,9 +70,8 @@ fn sex_from_code(raw: &str) -> Option<Sex> {
 
 pub(super) fn parse(delivery: &Delivery, sink: &mut RowSink<'_>) -> Result<(), Quarantined> {
     for declared in &delivery.manifest.files {
-        let Some(kind) = [PATIENTS, EVENTS, MEDICATIONS, ENCOUNTERS]
-            .into_iter()
-            .find(|(name, _)| *name == declared.name)
+        let Some((kind, header)) =
+            FileKind::from_file_name(FeedFormat::Csv, &declared.name).and_then(|kind| Some((kind, header(kind)?)))
         else {
             return Err(Quarantined::file(
                 &declared.name,
@@ -75,7 +80,7 @@ pub(super) fn parse(delivery: &Delivery, sink: &mut RowSink<'_>) -> Result<(), Q
             ));
         };
         let bytes = delivery.read_verified(declared)?;
-        parse_file(&bytes, declared, kind.1, sink)?;
+        parse_file(&bytes, declared, kind, header, sink)?;
     }
     Ok(())
 }
@@ -83,6 +88,7 @@ pub(super) fn parse(delivery: &Delivery, sink: &mut RowSink<'_>) -> Result<(), Q
 fn parse_file(
     bytes: &[u8],
     declared: &ManifestFile,
+    kind: FileKind,
     header: &[&str],
     sink: &mut RowSink<'_>,
 ) -> Result<(), Quarantined> {
@@ -137,8 +143,8 @@ fn parse_file(
         }
         let field = |i: usize| record.get(i).unwrap_or_default();
         let person = sink.person(field(0));
-        match declared.name.as_str() {
-            "patients.csv" => {
+        match kind {
+            FileKind::Patients => {
                 let fields = PatientFields {
                     nhs_number: field(0),
                     birth_date: field(3),
@@ -151,7 +157,7 @@ fn parse_file(
                 };
                 sink.add_patient(person, &fields, file, line);
             }
-            "events.csv" => {
+            FileKind::Events => {
                 let fields = EventFields {
                     date: field(1),
                     code_system: CodeSystem::from_csv(field(2)),
@@ -161,10 +167,15 @@ fn parse_file(
                 };
                 sink.add_event(person, &fields, file, line);
             }
-            "medications.csv" => {
-                sink.add_medication(person, field(1), field(2), field(4), file, line);
+            FileKind::Medications => {
+                let fields = MedicationFields {
+                    date: field(1),
+                    dmd_code: field(2),
+                    quantity: field(4),
+                };
+                sink.add_medication(person, &fields, file, line);
             }
-            _ => {
+            FileKind::Encounters => {
                 let fields = EncounterFields {
                     setting: field(1),
                     start: field(2),
@@ -174,14 +185,13 @@ fn parse_file(
                 };
                 sink.add_encounter(person, &fields, file, line);
             }
+            // `parse` only hands this function the kinds a CSV feed sends.
+            FileKind::Patient
+            | FileKind::Condition
+            | FileKind::Observation
+            | FileKind::MedicationRequest
+            | FileKind::Encounter => unreachable!("a FHIR file kind in a CSV feed"),
         }
     }
-    if rows != declared.rows {
-        return Err(Quarantined::file(
-            file,
-            Reason::RowCountMismatch,
-            format!("{rows} rows where the manifest declares {}", declared.rows),
-        ));
-    }
-    Ok(())
+    check_row_count(declared, rows, "rows")
 }

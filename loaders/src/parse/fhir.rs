@@ -6,10 +6,12 @@
 use serde_json::Value;
 use std::collections::HashMap;
 
-use super::{CodeSystem, EncounterFields, EventFields, PatientFields, PersonRef, RowSink, Sex};
+use super::sink::check_row_count;
+use super::vocab::{CodeSystem, Sex, setting_of_class};
+use super::{EncounterFields, EventFields, FileKind, MedicationFields, PatientFields, PersonRef, RowSink};
 use crate::delivery::Delivery;
 use crate::quarantine::{Quarantined, Reason};
-use crate::registry::NHS_NUMBER_SYSTEM;
+use crate::registry::{FeedFormat, NHS_NUMBER_SYSTEM};
 
 pub const SNOMED_SYSTEM: &str = "http://snomed.info/sct";
 pub const ICD10_SYSTEM: &str = "http://hl7.org/fhir/sid/icd-10";
@@ -22,14 +24,8 @@ pub const REGISTRATION_EXTENSION: &str = "urn:poplar:extension:registration-peri
 /// Poplar's profile: the cost of an encounter, in pounds.
 pub const COST_EXTENSION: &str = "urn:poplar:extension:cost";
 
-/// Resource files in the order they are read (Patient first, so references resolve).
-pub const RESOURCE_FILES: [(&str, &str); 5] = [
-    ("Patient.ndjson", "Patient"),
-    ("Condition.ndjson", "Condition"),
-    ("Observation.ndjson", "Observation"),
-    ("MedicationRequest.ndjson", "MedicationRequest"),
-    ("Encounter.ndjson", "Encounter"),
-];
+/// The v3 ActCode system of `Encounter.class`.
+pub const ENCOUNTER_CLASS_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
 
 fn str_at<'v>(v: &'v Value, path: &[&str]) -> &'v str {
     let mut cur = v;
@@ -67,30 +63,27 @@ fn extension<'v>(v: &'v Value, url: &str) -> Option<&'v Value> {
 }
 
 /// The first coding of a CodeableConcept, preferring SNOMED CT, then ICD-10.
-fn coding(concept: Option<&Value>) -> (CodeSystem, String) {
-    let codings = concept
+fn coding(concept: Option<&Value>) -> (CodeSystem, &str) {
+    // Borrowed: a concept with no codings has no code.
+    let codings: &[Value] = concept
         .and_then(|c| c.get("coding"))
         .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+        .map_or(&[], Vec::as_slice);
     for (system, kind) in [(SNOMED_SYSTEM, CodeSystem::Snomed), (ICD10_SYSTEM, CodeSystem::Icd10)] {
         if let Some(c) = codings
             .iter()
             .find(|c| c.get("system").and_then(Value::as_str) == Some(system))
         {
-            return (kind, str_at(c, &["code"]).to_string());
+            return (kind, str_at(c, &["code"]));
         }
     }
-    let code = codings
-        .first()
-        .map(|c| str_at(c, &["code"]).to_string())
-        .unwrap_or_default();
+    let code = codings.first().map_or("", |c| str_at(c, &["code"]));
     (CodeSystem::Unknown, code)
 }
 
 pub(super) fn parse(delivery: &Delivery, sink: &mut RowSink<'_>) -> Result<(), Quarantined> {
     for declared in &delivery.manifest.files {
-        if !RESOURCE_FILES.iter().any(|(name, _)| *name == declared.name) {
+        if FileKind::from_file_name(FeedFormat::FhirNdjson, &declared.name).is_none() {
             return Err(Quarantined::file(
                 &declared.name,
                 Reason::InvalidManifest,
@@ -99,7 +92,10 @@ pub(super) fn parse(delivery: &Delivery, sink: &mut RowSink<'_>) -> Result<(), Q
         }
     }
     let mut patients: HashMap<String, PersonRef> = HashMap::new();
-    for (name, resource_type) in RESOURCE_FILES {
+    // Patient first (the order of `FileKind::FHIR`), so that references resolve.
+    for kind in FileKind::FHIR {
+        let name = kind.file_name();
+        let resource_type = kind.resource_type().expect("FHIR files hold one resource type");
         let Some(declared) = delivery.manifest.files.iter().find(|f| f.name == name) else {
             continue;
         };
@@ -128,7 +124,7 @@ pub(super) fn parse(delivery: &Delivery, sink: &mut RowSink<'_>) -> Result<(), Q
                 );
                 continue;
             }
-            if resource_type == "Patient" {
+            if kind == FileKind::Patient {
                 patient(&resource, sink, &mut patients, name, line);
                 continue;
             }
@@ -144,8 +140,8 @@ pub(super) fn parse(delivery: &Delivery, sink: &mut RowSink<'_>) -> Result<(), Q
                     continue;
                 }
             };
-            match resource_type {
-                "Condition" => {
+            match kind {
+                FileKind::Condition => {
                     let (code_system, code) = coding(resource.get("code"));
                     let date = match str_at(&resource, &["onsetDateTime"]) {
                         "" => str_at(&resource, &["recordedDate"]),
@@ -154,25 +150,25 @@ pub(super) fn parse(delivery: &Delivery, sink: &mut RowSink<'_>) -> Result<(), Q
                     let fields = EventFields {
                         date,
                         code_system,
-                        code: &code,
+                        code,
                         value: "",
                         unit: "",
                     };
                     sink.add_event(person, &fields, name, line);
                 }
-                "Observation" => {
+                FileKind::Observation => {
                     let (code_system, code) = coding(resource.get("code"));
                     let value = number_text(resource.get("valueQuantity").and_then(|q| q.get("value")));
                     let fields = EventFields {
                         date: str_at(&resource, &["effectiveDateTime"]),
                         code_system,
-                        code: &code,
+                        code,
                         value: &value,
                         unit: str_at(&resource, &["valueQuantity", "unit"]),
                     };
                     sink.add_event(person, &fields, name, line);
                 }
-                "MedicationRequest" => {
+                FileKind::MedicationRequest => {
                     let code = resource
                         .get("medicationCodeableConcept")
                         .and_then(|c| c.get("coding"))
@@ -189,18 +185,23 @@ pub(super) fn parse(delivery: &Delivery, sink: &mut RowSink<'_>) -> Result<(), Q
                             .and_then(|d| d.get("quantity"))
                             .and_then(|q| q.get("value")),
                     );
-                    sink.add_medication(person, str_at(&resource, &["authoredOn"]), code, &quantity, name, line);
+                    let fields = MedicationFields {
+                        date: str_at(&resource, &["authoredOn"]),
+                        dmd_code: code,
+                        quantity: &quantity,
+                    };
+                    sink.add_medication(person, &fields, name, line);
                 }
-                _ => encounter(&resource, sink, person, name, line),
+                FileKind::Encounter => encounter(&resource, sink, person, name, line),
+                // Patients were handled above; CSV kinds are not in `FileKind::FHIR`.
+                FileKind::Patient
+                | FileKind::Patients
+                | FileKind::Events
+                | FileKind::Medications
+                | FileKind::Encounters => unreachable!("{kind:?} is not a non-Patient FHIR resource file"),
             }
         }
-        if rows != declared.rows {
-            return Err(Quarantined::file(
-                name,
-                Reason::RowCountMismatch,
-                format!("{rows} resources where the manifest declares {}", declared.rows),
-            ));
-        }
+        check_row_count(declared, rows, "resources")?;
     }
     Ok(())
 }
@@ -259,14 +260,8 @@ fn subject(resource: &Value, sink: &mut RowSink<'_>, patients: &HashMap<String, 
 }
 
 fn encounter(resource: &Value, sink: &mut RowSink<'_>, person: PersonRef, file: &str, line: u64) {
-    // v3 ActCode encounter classes; other classes take the setting of the source.
-    let setting = match str_at(resource, &["class", "code"]) {
-        "IMP" | "ACUTE" => "inpatient",
-        "AMB" => "outpatient",
-        "EMER" => "a&e",
-        "HH" => "community",
-        _ => super::event_setting(sink_org_type(sink)),
-    };
+    // Classes that do not name a setting take the setting of the source.
+    let setting = setting_of_class(str_at(resource, &["class", "code"])).unwrap_or(sink.source_setting());
     let kind = resource
         .get("type")
         .and_then(Value::as_array)
@@ -285,8 +280,4 @@ fn encounter(resource: &Value, sink: &mut RowSink<'_>, person: PersonRef, file: 
         cost: &cost,
     };
     sink.add_encounter(person, &fields, file, line);
-}
-
-fn sink_org_type(sink: &RowSink<'_>) -> crate::registry::OrgType {
-    sink.ctx.source.org_type
 }

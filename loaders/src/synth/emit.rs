@@ -5,30 +5,25 @@ use chrono::NaiveDate;
 use serde_json::{Value, json};
 use std::io::Write as _;
 
-use crate::parse::csv::{ENCOUNTERS, EVENTS, MEDICATIONS, PATIENTS};
+use crate::parse::FileKind;
+use crate::parse::csv;
 use crate::parse::fhir::{
-    COST_EXTENSION, DMD_SYSTEM, ETHNIC_CATEGORY_EXTENSION, ICD10_SYSTEM, REGISTRATION_EXTENSION, RESOURCE_FILES,
-    SNOMED_SYSTEM,
+    COST_EXTENSION, DMD_SYSTEM, ENCOUNTER_CLASS_SYSTEM, ETHNIC_CATEGORY_EXTENSION, ICD10_SYSTEM,
+    REGISTRATION_EXTENSION, SNOMED_SYSTEM,
 };
+use crate::parse::vocab::class_of_setting;
 use crate::registry::{FeedFormat, NHS_NUMBER_SYSTEM};
 
-/// File slots in a buffer: CSV uses 0-3, FHIR 0-4 (Patient, Condition, Observation,
-/// MedicationRequest, Encounter).
-pub const SLOTS: usize = 5;
+/// File slots in a buffer, one per file of a feed ([`FileKind::slot`]): CSV uses 0-3,
+/// FHIR 0-4.
+pub const SLOTS: usize = FileKind::FHIR.len();
 
-pub fn file_names(format: FeedFormat) -> Vec<&'static str> {
-    match format {
-        FeedFormat::Csv => vec![PATIENTS.0, EVENTS.0, MEDICATIONS.0, ENCOUNTERS.0],
-        FeedFormat::FhirNdjson => RESOURCE_FILES.iter().map(|(n, _)| *n).collect(),
-    }
-}
-
-pub fn header(format: FeedFormat, slot: usize) -> Option<String> {
-    match format {
-        FeedFormat::Csv => [PATIENTS, EVENTS, MEDICATIONS, ENCOUNTERS]
-            .get(slot)
-            .map(|(_, h)| h.join(",") + "\n"),
-        FeedFormat::FhirNdjson => None,
+/// What a file starts with before its records: the header line of a CSV file; nothing
+/// for an NDJSON file, which has no header.
+pub fn header(kind: FileKind) -> String {
+    match csv::header(kind) {
+        Some(columns) => columns.join(",") + "\n",
+        None => String::new(),
     }
 }
 
@@ -65,13 +60,15 @@ fn opt(date: Option<NaiveDate>) -> String {
 }
 
 impl SourceBuffer {
-    fn line(&mut self, slot: usize, text: &str) {
+    fn line(&mut self, kind: FileKind, text: &str) {
+        let slot = kind.slot();
         self.files[slot].extend_from_slice(text.as_bytes());
         self.files[slot].push(b'\n');
         self.rows[slot] += 1;
     }
 
-    fn resource(&mut self, slot: usize, value: &Value) {
+    fn resource(&mut self, kind: FileKind, value: &Value) {
+        let slot = kind.slot();
         let _ = serde_json::to_writer(&mut self.files[slot], value);
         self.files[slot].push(b'\n');
         self.rows[slot] += 1;
@@ -98,7 +95,7 @@ impl SourceBuffer {
                     p.phone,
                     opt(p.death)
                 );
-                self.line(0, &line);
+                self.line(FileKind::Patients, &line);
             }
             FeedFormat::FhirNdjson => {
                 let mut extension = vec![json!({
@@ -126,12 +123,14 @@ impl SourceBuffer {
                 if let Some(death) = p.death {
                     resource["deceasedDateTime"] = json!(d(death));
                 }
-                self.resource(0, &resource);
+                self.resource(FileKind::Patient, &resource);
             }
         }
     }
 
     /// A coded event: a diagnosis (no value) or an observation (value and unit).
+    // Allowed: each argument is one field of the record being written, named at the one
+    // call site; a struct built only to be taken apart here would add a type, not meaning.
     #[allow(clippy::too_many_arguments)]
     pub fn coded(
         &mut self,
@@ -146,7 +145,10 @@ impl SourceBuffer {
         match format {
             FeedFormat::Csv => {
                 let (v, u) = value.map(|(v, u)| (format!("{v:.1}"), u)).unwrap_or_default();
-                self.line(1, &format!("{},{date},{system},{code},{v},{u},{free_text}", p.nhs_text));
+                self.line(
+                    FileKind::Events,
+                    &format!("{},{date},{system},{code},{v},{u},{free_text}", p.nhs_text),
+                );
             }
             FeedFormat::FhirNdjson => {
                 let fhir_system = match system {
@@ -157,11 +159,11 @@ impl SourceBuffer {
                 let subject = json!({"reference": format!("Patient/{}", p.fhir_id)});
                 let concept = json!({"coding": [{"system": fhir_system, "code": code}], "text": free_text});
                 match value {
-                    Some((v, unit)) => self.resource(2, &json!({
+                    Some((v, unit)) => self.resource(FileKind::Observation, &json!({
                         "resourceType": "Observation", "status": "final", "subject": subject, "code": concept,
                         "effectiveDateTime": date, "valueQuantity": {"value": (v * 10.0).round() / 10.0, "unit": unit}
                     })),
-                    None => self.resource(1, &json!({
+                    None => self.resource(FileKind::Condition, &json!({
                         "resourceType": "Condition", "subject": subject, "code": concept, "onsetDateTime": date,
                         "note": [{"text": free_text}]
                     })),
@@ -180,9 +182,12 @@ impl SourceBuffer {
         dosage: &str,
     ) {
         match format {
-            FeedFormat::Csv => self.line(2, &format!("{},{},{dmd},{dosage},{quantity}", p.nhs_text, d(date))),
+            FeedFormat::Csv => self.line(
+                FileKind::Medications,
+                &format!("{},{},{dmd},{dosage},{quantity}", p.nhs_text, d(date)),
+            ),
             FeedFormat::FhirNdjson => self.resource(
-                3,
+                FileKind::MedicationRequest,
                 &json!({
                     "resourceType": "MedicationRequest", "status": "active", "intent": "order",
                     "subject": {"reference": format!("Patient/{}", p.fhir_id)},
@@ -195,6 +200,7 @@ impl SourceBuffer {
         }
     }
 
+    // Allowed for the same reason as `coded`: one argument per field of the record.
     #[allow(clippy::too_many_arguments)]
     pub fn encounter(
         &mut self,
@@ -216,24 +222,19 @@ impl SourceBuffer {
                     d(start),
                     opt(end)
                 );
-                self.line(3, &String::from_utf8_lossy(&line));
+                self.line(FileKind::Encounters, &String::from_utf8_lossy(&line));
             }
             FeedFormat::FhirNdjson => {
-                let class = match setting {
-                    "inpatient" => "IMP",
-                    "a&e" => "EMER",
-                    "community" | "social_care" => "HH",
-                    _ => "AMB",
-                };
+                let class = class_of_setting(setting);
                 let mut period = json!({"start": d(start)});
                 if let Some(end) = end {
                     period["end"] = json!(d(end));
                 }
                 self.resource(
-                    4,
+                    FileKind::Encounter,
                     &json!({
                         "resourceType": "Encounter", "status": "finished",
-                        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": class},
+                        "class": {"system": ENCOUNTER_CLASS_SYSTEM, "code": class},
                         "type": [{"coding": [{"code": kind}]}],
                         "subject": {"reference": format!("Patient/{}", p.fhir_id)},
                         "period": period,

@@ -27,7 +27,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::LoaderError;
+use crate::dates::{EARLIEST, ymd};
 use crate::delivery::write_manifest;
+use crate::parse::FileKind;
 use crate::registry::OrgType;
 use emit::{SLOTS, SourceBuffer};
 use region::Region;
@@ -36,6 +38,8 @@ use region::Region;
 const CHUNK: u64 = 2_000;
 /// People in the calibration pilot (generated, measured, discarded) by default.
 const PILOT: u64 = 24_000;
+/// The extract date by default: fixed, so that output does not depend on today.
+const EXTRACT_DATE: NaiveDate = ymd(2026, 9, 30);
 
 #[derive(Debug, Clone)]
 pub struct SynthConfig {
@@ -58,7 +62,7 @@ impl SynthConfig {
             seed,
             mix: OrgMix::default(),
             fhir_share: 0.25,
-            extract_date: NaiveDate::from_ymd_opt(2026, 9, 30).unwrap_or_default(),
+            extract_date: EXTRACT_DATE,
             pilot_patients: PILOT,
             progress: false,
         }
@@ -177,12 +181,20 @@ pub(crate) struct Generator<'a> {
     ckd_stage_1_2: Vec<i64>,
 }
 
+/// A cluster's SNOMED CT ids. The generator draws codes from these lists, so an empty one
+/// is an error here rather than a made-up code later.
 fn ids(cluster: &str) -> Result<Vec<i64>, LoaderError> {
-    Ok(poplar_queries::codelist(cluster)?
+    let ids: Vec<i64> = poplar_queries::codelist(cluster)?
         .codes
         .iter()
         .map(|c| c.id as i64)
-        .collect())
+        .collect();
+    if ids.is_empty() {
+        return Err(LoaderError::Synth(format!(
+            "codelist {cluster} has no codes to draw from"
+        )));
+    }
+    Ok(ids)
 }
 
 /// Generate a region into `dir` (which must not already hold one).
@@ -209,6 +221,12 @@ pub fn generate(config: &SynthConfig, dir: &Path) -> Result<SynthOutput, LoaderE
         let diagnosis = ids(condition.cluster)?;
         let resolved = match condition.resolved {
             Some(r) => ids(r)?,
+            None if condition.resolved_share > 0.0 => {
+                return Err(LoaderError::Synth(format!(
+                    "{} has a resolved share but no resolved cluster",
+                    condition.cluster
+                )));
+            }
             None => Vec::new(),
         };
         codes.push(ClusterCodes { diagnosis, resolved });
@@ -239,10 +257,9 @@ pub fn generate(config: &SynthConfig, dir: &Path) -> Result<SynthOutput, LoaderE
         .collect();
     for (source, dir) in region.registry.sources.iter().zip(&dirs) {
         std::fs::create_dir_all(dir).map_err(|e| LoaderError::io(dir, e))?;
-        for (slot, name) in emit::file_names(source.format).iter().enumerate() {
-            let path = dir.join(name);
-            std::fs::write(&path, emit::header(source.format, slot).unwrap_or_default())
-                .map_err(|e| LoaderError::io(&path, e))?;
+        for kind in FileKind::of(source.format) {
+            let path = dir.join(kind.file_name());
+            std::fs::write(&path, emit::header(*kind)).map_err(|e| LoaderError::io(&path, e))?;
         }
     }
 
@@ -289,11 +306,12 @@ pub fn generate(config: &SynthConfig, dir: &Path) -> Result<SynthOutput, LoaderE
             .par_iter()
             .try_for_each(|(source, buffers)| -> Result<(), LoaderError> {
                 let format = region.registry.sources[*source].format;
-                for (slot, name) in emit::file_names(format).iter().enumerate() {
+                for kind in FileKind::of(format) {
+                    let slot = kind.slot();
                     if buffers.iter().all(|b| b.files[slot].is_empty()) {
                         continue;
                     }
-                    let path = dirs[*source].join(name);
+                    let path = dirs[*source].join(kind.file_name());
                     let mut file = std::fs::OpenOptions::new()
                         .append(true)
                         .open(&path)
@@ -306,8 +324,8 @@ pub fn generate(config: &SynthConfig, dir: &Path) -> Result<SynthOutput, LoaderE
             })?;
         for (source, buffers) in by_source {
             for b in buffers {
-                for slot in 0..SLOTS {
-                    rows[source][slot] += b.rows[slot];
+                for (total, n) in rows[source].iter_mut().zip(&b.rows) {
+                    *total += n;
                 }
             }
         }
@@ -318,7 +336,6 @@ pub fn generate(config: &SynthConfig, dir: &Path) -> Result<SynthOutput, LoaderE
     // Manifests: the period each delivery covers, and each file's rows, size and hash.
     let mut rows_by_file: BTreeMap<String, u64> = BTreeMap::new();
     let today = config.extract_date;
-    let full_record_start = NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or_default();
     let secondary_start = today - Duration::days((3.0 * 365.25) as i64);
     region
         .registry
@@ -326,11 +343,13 @@ pub fn generate(config: &SynthConfig, dir: &Path) -> Result<SynthOutput, LoaderE
         .par_iter()
         .enumerate()
         .try_for_each(|(i, source)| {
-            let names = emit::file_names(source.format);
-            let files: Vec<(&str, u64)> = names.iter().enumerate().map(|(slot, n)| (*n, rows[i][slot])).collect();
+            let files: Vec<(&str, u64)> = FileKind::of(source.format)
+                .iter()
+                .map(|kind| (kind.file_name(), rows[i][kind.slot()]))
+                .collect();
             // A GP extract is the full record; other settings send their last three years.
             let start = if source.org_type == OrgType::GpPractice {
-                full_record_start
+                EARLIEST
             } else {
                 secondary_start
             };
@@ -345,8 +364,8 @@ pub fn generate(config: &SynthConfig, dir: &Path) -> Result<SynthOutput, LoaderE
             )
         })?;
     for (i, source) in region.registry.sources.iter().enumerate() {
-        for (slot, name) in emit::file_names(source.format).iter().enumerate() {
-            *rows_by_file.entry((*name).to_string()).or_default() += rows[i][slot];
+        for kind in FileKind::of(source.format) {
+            *rows_by_file.entry(kind.file_name().to_string()).or_default() += rows[i][kind.slot()];
         }
     }
 

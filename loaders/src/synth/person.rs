@@ -108,6 +108,15 @@ fn pick_weighted<'a, T>(rng: &mut impl Rng, items: &'a [(T, f64)]) -> &'a T {
     &items[items.len() - 1].0
 }
 
+/// Draw a code from a codelist. `generate` refuses empty codelists and a resolved share
+/// without a resolved cluster, so there is always a real code to draw: never a made-up
+/// fallback such as 0, which would land as an invalid SNOMED CT id.
+fn draw(codes: &[i64], rng: &mut impl Rng) -> i64 {
+    *codes
+        .choose(rng)
+        .expect("generate checks that every codelist drawn from has codes")
+}
+
 impl Generator<'_> {
     /// Generate person `index` and append their records to `buffers`.
     pub(super) fn person(
@@ -126,8 +135,8 @@ impl Generator<'_> {
         let birth = today - years(f64::from(age)) - Duration::days(rng.random_range(0..365));
         let practice_index = self.region.sample_practice(rng);
         let practice = &self.region.practices[practice_index];
-        let lsoa = &self.region.lsoas[*practice.lsoas.choose(rng).unwrap_or(&0)];
-        let postcode = lsoa.postcodes.choose(rng).cloned().unwrap_or_default();
+        let lsoa = &self.region.lsoas[*practice.lsoas.choose(rng).expect("every practice has catchment LSOAs")];
+        let postcode = lsoa.postcodes.choose(rng).cloned().expect("every LSOA has postcodes");
         let ethnic = *pick_weighted(rng, ETHNIC_CATEGORIES);
         let frailty = (gaussian(rng) * 0.6 - 0.18).exp();
         let deprivation = deprivation_multiplier(lsoa.decile);
@@ -172,27 +181,27 @@ impl Generator<'_> {
             let codes = &self.codes[ci];
             let mut d = Diagnosis {
                 condition: ci,
-                codes: vec![(date, *codes.diagnosis.choose(rng).unwrap_or(&0))],
+                codes: vec![(date, draw(&codes.diagnosis, rng))],
             };
             if condition.cluster == "CKD_COD"
                 && rng.random_bool(0.3)
                 && let Some(earlier) = between(rng, earliest.min(date), date)
             {
-                d.codes.push((earlier, *self.ckd_stage_1_2.choose(rng).unwrap_or(&0)));
+                d.codes.push((earlier, draw(&self.ckd_stage_1_2, rng)));
             }
             if rng.random_bool(0.3)
                 && let Some(again) = between(rng, date, today)
             {
-                d.codes.push((again, *codes.diagnosis.choose(rng).unwrap_or(&0)));
+                d.codes.push((again, draw(&codes.diagnosis, rng)));
             }
             if rng.random_bool(condition.resolved_share)
                 && let Some(resolved) = between(rng, date + Duration::days(1), today)
             {
-                d.codes.push((resolved, *codes.resolved.choose(rng).unwrap_or(&0)));
+                d.codes.push((resolved, draw(&codes.resolved, rng)));
                 if rng.random_bool(0.1)
                     && let Some(back) = between(rng, resolved + Duration::days(1), today)
                 {
-                    d.codes.push((back, *codes.diagnosis.choose(rng).unwrap_or(&0)));
+                    d.codes.push((back, draw(&codes.diagnosis, rng)));
                 }
             }
             diagnoses.push(d);
@@ -202,10 +211,13 @@ impl Generator<'_> {
             && rng.random_bool(0.02)
             && let Some(date) = between(rng, (birth + years(18.0)).max(today - years(20.0)), today)
         {
-            let ckd = CONDITIONS.iter().position(|c| c.cluster == "CKD_COD").unwrap_or(0);
+            let ckd = CONDITIONS
+                .iter()
+                .position(|c| c.cluster == "CKD_COD")
+                .expect("CKD_COD is one of the conditions");
             diagnoses.push(Diagnosis {
                 condition: ckd,
-                codes: vec![(date, *self.ckd_stage_1_2.choose(rng).unwrap_or(&0))],
+                codes: vec![(date, draw(&self.ckd_stage_1_2, rng))],
             });
         }
         let ltcs = diagnoses.len() as f64;

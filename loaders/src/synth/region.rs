@@ -83,7 +83,7 @@ fn letter(i: usize) -> char {
 
 impl Region {
     pub fn build(config: &SynthConfig) -> Self {
-        let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x5EED_0F_4E61_0A);
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x5EED_0F4E_610A);
         let mix = config.mix;
         let mut sources = Vec::with_capacity(mix.total());
         let mut practices = Vec::new();

@@ -1,6 +1,6 @@
-//! The delivery ledger (`deliveries` table): one row per (source, delivery) with its
-//! content hash, outcome and row counts. The loader reads it (as of the latest snapshot)
-//! to skip deliveries already landed and to refuse stale ones.
+//! The `deliveries` table, Poplar's delivery ledger: one row per (source, delivery) with
+//! its content hash, outcome and row counts. The loader reads it (as of the latest
+//! snapshot) to skip deliveries already landed and to refuse stale ones.
 
 use arrow::array::{ArrayRef, Date32Builder, Int64Builder, StringBuilder};
 use arrow::record_batch::RecordBatch;
@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::LoaderError;
+use crate::dates::date32;
 use crate::landing::{Snapshot, query, string_values};
-use crate::parse::date32;
 use crate::store::Store;
 use crate::tables::{Table, build_batch, timestamp_array};
 
@@ -54,6 +54,8 @@ impl Ledger {
         let columns = (0..4)
             .map(|i| string_values(&batches, i))
             .collect::<Result<Vec<_>, _>>()?;
+        // Row i of the result is (columns[0][i], ..., columns[3][i]).
+        #[allow(clippy::needless_range_loop)] // `i` indexes four columns, not one
         for i in 0..columns[0].len() {
             let text = |c: usize| columns[c][i].clone().unwrap_or_default();
             let key = (text(0), text(1));
@@ -97,7 +99,7 @@ pub struct LedgerRow {
     pub optout_excluded: u64,
 }
 
-pub fn ledger_batch(load_id: &str, at_micros: i64, rows: &[LedgerRow]) -> Result<RecordBatch, LoaderError> {
+pub fn deliveries_batch(load_id: &str, at_micros: i64, rows: &[LedgerRow]) -> Result<RecordBatch, LoaderError> {
     let n = rows.len();
     let mut source = StringBuilder::new();
     let mut delivery = StringBuilder::new();

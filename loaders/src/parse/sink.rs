@@ -1,0 +1,485 @@
+//! `RowSink`: the one place a record's fields are validated, de-identified and buffered,
+//! whichever format they came from. The format front-ends only pull fields out of their
+//! files; every rule about what may land lives here, so CSV and FHIR cannot drift apart.
+
+use chrono::NaiveDate;
+use std::collections::{HashMap, HashSet};
+
+use super::vocab::{CodeSystem, ENCOUNTER_TYPES, Sex, canonical_setting, ethnicity_group, event_setting};
+use super::{ParseContext, ParsedDelivery};
+use crate::dates::{EARLIEST, date32, first_of_month, parse_date};
+use crate::delivery::{Delivery, ManifestFile};
+use crate::nhs_number::{NhsNumber, NhsNumberProblem};
+use crate::quarantine::{Quarantined, Reason};
+use crate::registry::OrgType;
+
+/// A person as a record refers to them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersonRef {
+    Known(i64),
+    /// Opted out: the record is excluded and counted, not quarantined.
+    OptedOut,
+    /// The identifier failed: the record is quarantined for this reason.
+    Invalid(Reason),
+}
+
+/// The fields of a patient record Poplar keeps (before de-identification).
+pub struct PatientFields<'a> {
+    pub nhs_number: &'a str,
+    pub birth_date: &'a str,
+    pub sex: Option<Sex>,
+    pub ethnic_category: &'a str,
+    pub postcode: &'a str,
+    pub registered_from: &'a str,
+    pub registered_to: &'a str,
+    pub death_date: &'a str,
+}
+
+pub struct EventFields<'a> {
+    pub date: &'a str,
+    pub code_system: CodeSystem,
+    pub code: &'a str,
+    pub value: &'a str,
+    pub unit: &'a str,
+}
+
+pub struct MedicationFields<'a> {
+    pub date: &'a str,
+    pub dmd_code: &'a str,
+    pub quantity: &'a str,
+}
+
+pub struct EncounterFields<'a> {
+    pub setting: &'a str,
+    pub start: &'a str,
+    pub end: &'a str,
+    pub encounter_type: &'a str,
+    pub cost: &'a str,
+}
+
+/// A file must hold exactly as many records as its manifest line declares; fewer or more
+/// means it was cut short or appended to, and the whole delivery is rejected. `noun` names
+/// the records in the detail ("rows" for CSV, "resources" for FHIR).
+pub(super) fn check_row_count(declared: &ManifestFile, found: u64, noun: &str) -> Result<(), Quarantined> {
+    if found != declared.rows {
+        return Err(Quarantined::file(
+            &declared.name,
+            Reason::RowCountMismatch,
+            format!("{found} {noun} where the manifest declares {}", declared.rows),
+        ));
+    }
+    Ok(())
+}
+
+/// Validates, de-identifies and buffers rows for one delivery.
+pub struct RowSink<'a> {
+    ctx: &'a ParseContext<'a>,
+    setting: &'static str,
+    latest: NaiveDate,
+    period: (NaiveDate, NaiveDate),
+    seen_patients: HashSet<i64>,
+    /// Cache so that each distinct NHS number is hashed once per delivery.
+    people: HashMap<String, PersonRef>,
+    pub out: ParsedDelivery,
+}
+
+impl<'a> RowSink<'a> {
+    pub(super) fn new(ctx: &'a ParseContext<'a>, delivery: &Delivery) -> Self {
+        Self {
+            ctx,
+            setting: event_setting(ctx.source.org_type),
+            latest: delivery.manifest.extracted,
+            period: (delivery.manifest.period_start, delivery.manifest.period_end),
+            seen_patients: HashSet::new(),
+            people: HashMap::new(),
+            out: ParsedDelivery::default(),
+        }
+    }
+
+    /// The setting of the source's own records (by the kind of organisation).
+    pub fn source_setting(&self) -> &'static str {
+        self.setting
+    }
+
+    pub fn quarantine(&mut self, file: &str, line: u64, reason: Reason, detail: impl Into<String>) {
+        self.out
+            .quarantined
+            .push(Quarantined::record(file, line, reason, detail));
+    }
+
+    pub fn count_read(&mut self) {
+        self.out.rows_read += 1;
+    }
+
+    /// Resolve the NHS number a record carries.
+    pub fn person(&mut self, raw: &str) -> PersonRef {
+        if let Some(found) = self.people.get(raw) {
+            return *found;
+        }
+        let resolved = match NhsNumber::parse(raw) {
+            Ok(n) => {
+                let id = self.ctx.pseudonymiser.person_id(&n);
+                if self.ctx.optouts.contains(&id) {
+                    PersonRef::OptedOut
+                } else {
+                    PersonRef::Known(id)
+                }
+            }
+            Err(NhsNumberProblem::Missing) => PersonRef::Invalid(Reason::MissingNhsNumber),
+            Err(_) => PersonRef::Invalid(Reason::InvalidNhsNumber),
+        };
+        self.people.insert(raw.to_string(), resolved);
+        resolved
+    }
+
+    /// Apply a resolved person to a record: `Some(id)` to land it, `None` when it was
+    /// quarantined or excluded.
+    pub fn admit(&mut self, person: PersonRef, file: &str, line: u64) -> Option<i64> {
+        match person {
+            PersonRef::Known(id) => Some(id),
+            PersonRef::OptedOut => {
+                self.out.optout_excluded += 1;
+                None
+            }
+            PersonRef::Invalid(reason) => {
+                let detail = match reason {
+                    Reason::MissingNhsNumber => "no NHS number",
+                    _ => "NHS number fails the modulus 11 check or is not ten digits",
+                };
+                self.quarantine(file, line, reason, detail);
+                None
+            }
+        }
+    }
+
+    /// A date no earlier than `earliest` and no later than the extract date; otherwise the
+    /// record is quarantined and `None` returned.
+    fn date_in(&mut self, raw: &str, column: &str, file: &str, line: u64, earliest: NaiveDate) -> Option<NaiveDate> {
+        let Some(d) = parse_date(raw) else {
+            self.quarantine(
+                file,
+                line,
+                Reason::InvalidDate,
+                format!("{column} is not a YYYY-MM-DD date"),
+            );
+            return None;
+        };
+        if d < earliest || d > self.latest {
+            self.quarantine(
+                file,
+                line,
+                Reason::DateOutOfRange,
+                format!("{column} is before 1900, before birth or after the extract date"),
+            );
+            return None;
+        }
+        Some(d)
+    }
+
+    /// An optional date: `Ok(None)` when blank, `Err(())` when the record was quarantined.
+    fn optional_date(
+        &mut self,
+        raw: &str,
+        column: &str,
+        file: &str,
+        line: u64,
+        earliest: NaiveDate,
+    ) -> Result<Option<NaiveDate>, ()> {
+        if raw.trim().is_empty() {
+            Ok(None)
+        } else {
+            self.date_in(raw, column, file, line, earliest).map(Some).ok_or(())
+        }
+    }
+
+    /// The date that places a record in the delivery: a valid date within the period the
+    /// manifest declares (a delivery replaces exactly that period, so a record outside it
+    /// would land where no later delivery could supersede it).
+    fn period_date(&mut self, raw: &str, column: &str, file: &str, line: u64) -> Option<NaiveDate> {
+        let d = self.date_in(raw, column, file, line, EARLIEST)?;
+        if d < self.period.0 || d > self.period.1 {
+            self.quarantine(
+                file,
+                line,
+                Reason::OutsideDeliveryPeriod,
+                format!("{column} is outside the period the manifest declares"),
+            );
+            return None;
+        }
+        Some(d)
+    }
+
+    /// The opening steps every dated record shares: admit the person, then check the date
+    /// and the delivery period. `None` when the record was excluded or quarantined.
+    fn admit_dated(
+        &mut self,
+        person: PersonRef,
+        raw_date: &str,
+        column: &str,
+        file: &str,
+        line: u64,
+    ) -> Option<(i64, NaiveDate)> {
+        let person_id = self.admit(person, file, line)?;
+        let date = self.period_date(raw_date, column, file, line)?;
+        Some((person_id, date))
+    }
+
+    pub fn add_patient(&mut self, person: PersonRef, f: &PatientFields<'_>, file: &str, line: u64) {
+        let Some(person_id) = self.admit(person, file, line) else {
+            return;
+        };
+        let Some(birth) = self.date_in(f.birth_date, "date of birth", file, line, EARLIEST) else {
+            return;
+        };
+        let Some(sex) = f.sex else {
+            self.quarantine(file, line, Reason::InvalidValue, "sex is not a recognised code");
+            return;
+        };
+        let Ok(from) = self.optional_date(f.registered_from, "registered_from", file, line, birth) else {
+            return;
+        };
+        let Ok(to) = self.optional_date(f.registered_to, "registered_to", file, line, birth) else {
+            return;
+        };
+        let Ok(death) = self.optional_date(f.death_date, "date of death", file, line, birth) else {
+            return;
+        };
+        if let (Some(from), Some(to)) = (from, to)
+            && to < from
+        {
+            self.quarantine(
+                file,
+                line,
+                Reason::InvalidDate,
+                "registered_to is before registered_from",
+            );
+            return;
+        }
+        if !self.seen_patients.insert(person_id) {
+            self.quarantine(
+                file,
+                line,
+                Reason::DuplicatePatient,
+                "a second patient record for the same NHS number in this delivery",
+            );
+            return;
+        }
+        let category = f.ethnic_category.trim().to_ascii_uppercase();
+        let category_known = category.len() == 1 && ethnicity_group(&category) != "not_stated";
+        let area = if f.postcode.trim().is_empty() {
+            None
+        } else {
+            self.ctx.lookup.area(f.postcode)
+        };
+        if area.is_none() {
+            self.out.unmatched_postcodes += 1;
+        }
+        let rows = &mut self.out.patients;
+        rows.person_id.append_value(person_id);
+        rows.birth_month.append_value(date32(first_of_month(birth)));
+        rows.sex.append_value(sex.as_str());
+        rows.ethnic_category
+            .append_option(category_known.then_some(category.as_str()));
+        rows.ethnicity_group.append_value(ethnicity_group(&category));
+        match area {
+            Some(area) => {
+                rows.lsoa.append_value(area.lsoa);
+                rows.imd_decile.append_option(area.imd_decile);
+            }
+            None => {
+                rows.lsoa.append_null();
+                rows.imd_decile.append_null();
+            }
+        }
+        let is_gp = self.ctx.source.org_type == OrgType::GpPractice;
+        rows.registered_practice
+            .append_option(is_gp.then_some(self.ctx.source.ods.as_str()));
+        rows.registration_start
+            .append_option(from.filter(|_| is_gp).map(date32));
+        rows.registration_end.append_option(to.filter(|_| is_gp).map(date32));
+        rows.death_month.append_option(death.map(|d| date32(first_of_month(d))));
+    }
+
+    pub fn add_event(&mut self, person: PersonRef, f: &EventFields<'_>, file: &str, line: u64) {
+        let Some((person_id, date)) = self.admit_dated(person, f.date, "event date", file, line) else {
+            return;
+        };
+        let code = f.code.trim();
+        let (system, snomed) = match f.code_system {
+            CodeSystem::Snomed => match code.parse::<i64>() {
+                Ok(id) if is_concept_id(code) && id > 0 => ("snomed", Some(id)),
+                _ => {
+                    self.quarantine(
+                        file,
+                        line,
+                        Reason::InvalidCode,
+                        "SNOMED CT code is not a 6-18 digit concept id",
+                    );
+                    return;
+                }
+            },
+            CodeSystem::Icd10 => {
+                if !is_icd10(code) {
+                    self.quarantine(
+                        file,
+                        line,
+                        Reason::InvalidCode,
+                        "ICD-10 code is not a letter, two digits and an optional suffix",
+                    );
+                    return;
+                }
+                ("icd10", None)
+            }
+            CodeSystem::Unknown => {
+                self.quarantine(
+                    file,
+                    line,
+                    Reason::UnknownCodeSystem,
+                    "code system is not SNOMED CT or ICD-10",
+                );
+                return;
+            }
+        };
+        let Ok(value) = parse_optional_number(f.value) else {
+            self.quarantine(file, line, Reason::InvalidValue, "value is not a number");
+            return;
+        };
+        let rows = &mut self.out.events;
+        rows.person_id.append_value(person_id);
+        rows.event_date.append_value(date32(date));
+        rows.code_system.append_value(system);
+        rows.code.append_value(code);
+        rows.snomed_code.append_option(snomed);
+        rows.value.append_option(value);
+        let unit = f.unit.trim();
+        rows.unit
+            .append_option((!unit.is_empty() && value.is_some()).then_some(unit));
+        rows.setting.append_value(self.setting);
+    }
+
+    pub fn add_medication(&mut self, person: PersonRef, f: &MedicationFields<'_>, file: &str, line: u64) {
+        let Some((person_id, date)) = self.admit_dated(person, f.date, "issue date", file, line) else {
+            return;
+        };
+        let code = f.dmd_code.trim();
+        let Some(dmd) = code.parse::<i64>().ok().filter(|c| *c > 0 && is_concept_id(code)) else {
+            self.quarantine(file, line, Reason::InvalidCode, "dm+d code is not a 6-18 digit id");
+            return;
+        };
+        let Ok(quantity) = parse_optional_number(f.quantity) else {
+            self.quarantine(file, line, Reason::InvalidValue, "quantity is not a number");
+            return;
+        };
+        let rows = &mut self.out.medications;
+        rows.person_id.append_value(person_id);
+        rows.issue_date.append_value(date32(date));
+        rows.dmd_code.append_value(dmd);
+        rows.quantity.append_option(quantity);
+    }
+
+    pub fn add_encounter(&mut self, person: PersonRef, f: &EncounterFields<'_>, file: &str, line: u64) {
+        let Some(person_id) = self.admit(person, file, line) else {
+            return;
+        };
+        let kind = f.encounter_type.trim();
+        if !kind.is_empty() && !ENCOUNTER_TYPES.contains(&kind) {
+            self.quarantine(
+                file,
+                line,
+                Reason::InvalidValue,
+                "encounter type is not a known category",
+            );
+            return;
+        }
+        let Some(setting) = canonical_setting(f.setting) else {
+            self.quarantine(
+                file,
+                line,
+                Reason::InvalidValue,
+                "setting is not one of gp, inpatient, outpatient, a&e, mental_health, community, social_care",
+            );
+            return;
+        };
+        let Some(start) = self.period_date(f.start, "start date", file, line) else {
+            return;
+        };
+        // An encounter may still be open (no end), and may end after the extract date only
+        // if it is planned; an end before the start is a fault.
+        let end = if f.end.trim().is_empty() {
+            None
+        } else {
+            match parse_date(f.end) {
+                Some(end) if end >= start => Some(end),
+                Some(_) => {
+                    self.quarantine(file, line, Reason::InvalidDate, "end date is before start date");
+                    return;
+                }
+                None => {
+                    self.quarantine(file, line, Reason::InvalidDate, "end date is not a YYYY-MM-DD date");
+                    return;
+                }
+            }
+        };
+        let cost = match parse_optional_number(f.cost) {
+            Ok(Some(c)) if c < 0.0 => {
+                self.quarantine(file, line, Reason::InvalidValue, "cost is negative");
+                return;
+            }
+            Ok(c) => c,
+            Err(()) => {
+                self.quarantine(file, line, Reason::InvalidValue, "cost is not a number");
+                return;
+            }
+        };
+        let rows = &mut self.out.encounters;
+        rows.person_id.append_value(person_id);
+        rows.setting.append_value(setting);
+        rows.start_date.append_value(date32(start));
+        rows.end_date.append_option(end.map(date32));
+        rows.encounter_type.append_option((!kind.is_empty()).then_some(kind));
+        rows.cost.append_option(cost);
+    }
+}
+
+/// SNOMED CT concept ids and dm+d ids are 6 to 18 digits long.
+fn is_concept_id(code: &str) -> bool {
+    (6..=18).contains(&code.len())
+}
+
+fn parse_optional_number(raw: &str) -> Result<Option<f64>, ()> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    match raw.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(Some(v)),
+        _ => Err(()),
+    }
+}
+
+fn is_icd10(code: &str) -> bool {
+    let b = code.as_bytes();
+    b.len() >= 3
+        && b.len() <= 8
+        && b[0].is_ascii_uppercase()
+        && b[1].is_ascii_digit()
+        && (b[2].is_ascii_digit() || b[2] == b'X')
+        && b[3..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'.' || *c == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn icd10_shapes() {
+        for ok in ["E11", "E11.9", "I10X", "S72.0", "J44.1"] {
+            assert!(is_icd10(ok), "{ok}");
+        }
+        for bad in ["", "11E", "e11", "E1", "E11;DROP"] {
+            assert!(!is_icd10(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Integration tests of the loaders: synthetic region → load → what landed. One test
+//! binary (one link of the heavy Delta stack) with a module per topic; `common` holds the
+//! shared set-up and `../fixtures` the lookup files hand-built deliveries use.
+
+mod common;
+mod crash_recovery;
+mod deidentification;
+mod landing;
+mod optout;
+mod quarantine;
+mod s3;
+mod synth;
