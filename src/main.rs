@@ -1,12 +1,9 @@
 //! `poplar`: the command line for Poplar, a de-identified population health warehouse.
 
-mod cli_audit;
-mod cli_load;
-mod cli_serve;
-mod cli_sql;
-mod demo;
+mod commands;
 
 use clap::{Parser, Subcommand};
+use commands::{audit, demo, load, serve, sql};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -22,13 +19,13 @@ enum Command {
     /// Make a synthetic region, load it into ./poplar-data and show what landed.
     Demo(demo::DemoArgs),
     /// Generate a synthetic region: source registry, lookups and identifiable extracts.
-    Synth(cli_load::SynthArgs),
+    Synth(load::SynthArgs),
     /// Parse, validate, de-identify and land deliveries into the store.
-    Load(cli_load::LoadArgs),
+    Load(load::LoadArgs),
     /// Serve Arrow Flight SQL over the landed data.
-    Serve(cli_serve::ServeArgs),
+    Serve(serve::ServeArgs),
     /// An interactive SQL shell (or script runner) over Arrow Flight SQL.
-    Sql(cli_sql::SqlArgs),
+    Sql(sql::SqlArgs),
     /// Manage users of `poplar serve`.
     Users {
         #[command(subcommand)]
@@ -49,13 +46,13 @@ enum Command {
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Check the hash chain and the tail against audit/HEAD; exits 2 naming the first bad entry.
-    Verify(cli_audit::VerifyArgs),
+    Verify(audit::VerifyArgs),
 }
 
 #[derive(Subcommand)]
 enum UsersCommand {
     /// Add a user with a role; prints their new token once.
-    Add(cli_serve::UsersAddArgs),
+    Add(serve::UsersAddArgs),
 }
 
 #[derive(Subcommand)]
@@ -94,19 +91,19 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Demo(args) => demo::demo(args).await,
-            Command::Synth(args) => cli_load::synth(args),
-            Command::Serve(args) => cli_serve::serve(args).await,
-            Command::Sql(args) => cli_sql::sql(args).await,
+            Command::Synth(args) => load::synth(args),
+            Command::Serve(args) => serve::serve(args).await,
+            Command::Sql(args) => sql::sql(args).await,
             Command::Users {
                 command: UsersCommand::Add(args),
-            } => cli_serve::users_add(args),
-            Command::Load(args) => cli_load::load(args).await,
+            } => serve::users_add(args),
+            Command::Load(args) => load::load(args).await,
             Command::Optout {
                 command: OptoutCommand::Apply { list, store, key_file },
-            } => cli_load::optout_apply(&list, &store, key_file.as_deref()).await,
+            } => load::optout_apply(&list, &store, key_file.as_deref()).await,
             Command::Audit {
                 command: AuditCommand::Verify(args),
-            } => cli_audit::verify(args).await,
+            } => audit::verify(args).await,
         }
     });
     match result {
