@@ -1,10 +1,10 @@
 //! `poplar`: the command line for Poplar, a de-identified population health warehouse.
 
+mod client;
 mod commands;
 
 use clap::{Parser, Subcommand};
-use commands::{audit, demo, load, serve, sql};
-use std::path::PathBuf;
+use commands::{audit, demo, load, optout, serve, sql, synth, users};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -19,7 +19,7 @@ enum Command {
     /// Make a synthetic region, load it into ./poplar-data and show what landed.
     Demo(demo::DemoArgs),
     /// Generate a synthetic region: source registry, lookups and identifiable extracts.
-    Synth(load::SynthArgs),
+    Synth(synth::SynthArgs),
     /// Parse, validate, de-identify and land deliveries into the store.
     Load(load::LoadArgs),
     /// Serve Arrow Flight SQL over the landed data.
@@ -52,23 +52,13 @@ enum AuditCommand {
 #[derive(Subcommand)]
 enum UsersCommand {
     /// Add a user with a role; prints their new token once.
-    Add(serve::UsersAddArgs),
+    Add(users::AddArgs),
 }
 
 #[derive(Subcommand)]
 enum OptoutCommand {
     /// Remove already-landed rows of people on an opt-out list (NHS numbers, one a line).
-    Apply {
-        /// File of NHS numbers, one per line.
-        #[arg(long)]
-        list: PathBuf,
-        /// Store root: a directory, file:// or s3:// URL.
-        #[arg(long, env = "POPLAR_STORE")]
-        store: String,
-        /// Pseudonymisation key file (else POPLAR_PSEUDONYM_KEY).
-        #[arg(long, env = "POPLAR_KEY_FILE")]
-        key_file: Option<PathBuf>,
-    },
+    Apply(optout::ApplyArgs),
 }
 
 fn main() -> ExitCode {
@@ -91,16 +81,16 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Demo(args) => demo::demo(args).await,
-            Command::Synth(args) => load::synth(args),
+            Command::Synth(args) => synth::synth(args),
             Command::Serve(args) => serve::serve(args).await,
             Command::Sql(args) => sql::sql(args).await,
             Command::Users {
                 command: UsersCommand::Add(args),
-            } => serve::users_add(args),
+            } => users::add(args),
             Command::Load(args) => load::load(args).await,
             Command::Optout {
-                command: OptoutCommand::Apply { list, store, key_file },
-            } => load::optout_apply(&list, &store, key_file.as_deref()).await,
+                command: OptoutCommand::Apply(args),
+            } => optout::apply(args).await,
             Command::Audit {
                 command: AuditCommand::Verify(args),
             } => audit::verify(args).await,

@@ -4,5 +4,8 @@
 pub mod audit;
 pub mod demo;
 pub mod load;
+pub mod optout;
 pub mod serve;
 pub mod sql;
+pub mod synth;
+pub mod users;
