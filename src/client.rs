@@ -6,6 +6,8 @@ use anyhow::{Context, bail};
 use arrow::array::RecordBatch;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use futures::TryStreamExt;
+// The engine marks released columns with this key; sharing its constant keeps the two in step.
+use poplar_engine::disclosure::SUPPRESSED_KEY;
 use std::path::Path;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
@@ -95,9 +97,6 @@ pub async fn run(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> any
     }
     Ok(batches)
 }
-
-/// Field metadata disclosure control puts on released columns: NULL there means suppressed.
-const SUPPRESSED_KEY: &str = "poplar.suppressed";
 
 /// The batches for display: in columns disclosure control released, a suppressed (NULL)
 /// cell is shown as `*`.
