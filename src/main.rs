@@ -61,15 +61,22 @@ enum OptoutCommand {
     Apply(optout::ApplyArgs),
 }
 
-fn main() -> ExitCode {
+/// Logs go to stderr so stdout stays the command's answer (a token, a table, CSV) for pipes.
+/// Colour only on a terminal: escape codes in a captured log or CI output are noise.
+fn init_logging() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("POPLAR_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,buoyant_kernel=off,poplar=info,poplar_loaders=info")
+    });
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("POPLAR_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("warn,buoyant_kernel=off,poplar=info,poplar_loaders=info")
-            }),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
+}
+
+fn main() -> ExitCode {
+    init_logging();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
