@@ -34,10 +34,10 @@ pub struct ServeArgs {
     #[arg(long, env = "POPLAR_DISCLOSURE")]
     disclosure: Option<PathBuf>,
     /// Seconds between checks for a newly committed load.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, env = "POPLAR_SERVE_REFRESH_SECS")]
     refresh_secs: u64,
     /// Seconds in-flight queries may run after SIGTERM or Ctrl-C.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, env = "POPLAR_SERVE_DRAIN_SECS")]
     drain_secs: u64,
 }
 

@@ -41,7 +41,7 @@ pub struct SqlArgs {
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
     /// CA certificate (PEM) to trust for grpc+tls.
-    #[arg(long)]
+    #[arg(long, env = "POPLAR_TLS_CA")]
     tls_ca: Option<PathBuf>,
 }
 
