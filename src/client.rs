@@ -69,6 +69,8 @@ pub fn message(error: &str) -> String {
     rest[..end].replace("\\\"", "\"")
 }
 
+/// Runs one statement to the end, every endpoint in turn; errors carry the server's words only,
+/// so a refusal reads as the rule it broke.
 pub async fn run(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> anyhow::Result<Vec<RecordBatch>> {
     let info = client
         .execute(sql.to_string(), None)
