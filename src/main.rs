@@ -1,13 +1,10 @@
 //! `poplar`: the command line for Poplar, a de-identified population health warehouse.
 
-mod cli_audit;
-mod cli_load;
-mod cli_serve;
-mod cli_sql;
-mod demo;
+mod client;
+mod commands;
 
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use commands::{audit, demo, load, optout, serve, sql, synth, users};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -22,13 +19,13 @@ enum Command {
     /// Make a synthetic region, load it into ./poplar-data and show what landed.
     Demo(demo::DemoArgs),
     /// Generate a synthetic region: source registry, lookups and identifiable extracts.
-    Synth(cli_load::SynthArgs),
+    Synth(synth::SynthArgs),
     /// Parse, validate, de-identify and land deliveries into the store.
-    Load(cli_load::LoadArgs),
+    Load(load::LoadArgs),
     /// Serve Arrow Flight SQL over the landed data.
-    Serve(cli_serve::ServeArgs),
+    Serve(serve::ServeArgs),
     /// An interactive SQL shell (or script runner) over Arrow Flight SQL.
-    Sql(cli_sql::SqlArgs),
+    Sql(sql::SqlArgs),
     /// Manage users of `poplar serve`.
     Users {
         #[command(subcommand)]
@@ -49,40 +46,37 @@ enum Command {
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Check the hash chain and the tail against audit/HEAD; exits 2 naming the first bad entry.
-    Verify(cli_audit::VerifyArgs),
+    Verify(audit::VerifyArgs),
 }
 
 #[derive(Subcommand)]
 enum UsersCommand {
     /// Add a user with a role; prints their new token once.
-    Add(cli_serve::UsersAddArgs),
+    Add(users::AddArgs),
 }
 
 #[derive(Subcommand)]
 enum OptoutCommand {
     /// Remove already-landed rows of people on an opt-out list (NHS numbers, one a line).
-    Apply {
-        /// File of NHS numbers, one per line.
-        #[arg(long)]
-        list: PathBuf,
-        /// Store root: a directory, file:// or s3:// URL.
-        #[arg(long, env = "POPLAR_STORE")]
-        store: String,
-        /// Pseudonymisation key file (else POPLAR_PSEUDONYM_KEY).
-        #[arg(long, env = "POPLAR_KEY_FILE")]
-        key_file: Option<PathBuf>,
-    },
+    Apply(optout::ApplyArgs),
+}
+
+/// Logs go to stderr so stdout stays the command's answer (a token, a table, CSV) for pipes.
+/// Colour only on a terminal: escape codes in a captured log or CI output are noise.
+fn init_logging() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("POPLAR_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,buoyant_kernel=off,poplar=info,poplar_loaders=info")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("POPLAR_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("warn,buoyant_kernel=off,poplar=info,poplar_loaders=info")
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -94,19 +88,19 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Demo(args) => demo::demo(args).await,
-            Command::Synth(args) => cli_load::synth(args),
-            Command::Serve(args) => cli_serve::serve(args).await,
-            Command::Sql(args) => cli_sql::sql(args).await,
+            Command::Synth(args) => synth::synth(args),
+            Command::Serve(args) => serve::serve(args).await,
+            Command::Sql(args) => sql::sql(args).await,
             Command::Users {
                 command: UsersCommand::Add(args),
-            } => cli_serve::users_add(args),
-            Command::Load(args) => cli_load::load(args).await,
+            } => users::add(args),
+            Command::Load(args) => load::load(args).await,
             Command::Optout {
-                command: OptoutCommand::Apply { list, store, key_file },
-            } => cli_load::optout_apply(&list, &store, key_file.as_deref()).await,
+                command: OptoutCommand::Apply(args),
+            } => optout::apply(args).await,
             Command::Audit {
                 command: AuditCommand::Verify(args),
-            } => cli_audit::verify(args).await,
+            } => audit::verify(args).await,
         }
     });
     match result {

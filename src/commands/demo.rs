@@ -194,19 +194,19 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         tls: None,
         refresh: Duration::from_secs(2),
         drain: Duration::from_secs(10),
-        disclosure: crate::cli_serve::disclosure_policy(Some(&noise_key), None)?,
+        disclosure: super::serve::disclosure_policy(Some(&noise_key), None)?,
     })
     .await?;
     let url = format!("grpc://{}", running.addr);
     let steward = tokens.tokens.get("demo-steward").cloned().unwrap_or_default();
-    let mut client = crate::cli_sql::client(&url, Some("demo-steward"), &steward, None).await?;
+    let mut client = crate::client::connect(&url, Some("demo-steward"), &steward, None).await?;
     println!(
         "\nserving Arrow Flight SQL at {url}; set-up took {:.1}s\n",
         started.elapsed().as_secs_f64()
     );
     for (title, sql) in QUESTIONS {
         let asked = Instant::now();
-        let batches = crate::cli_sql::run(&mut client, sql).await?;
+        let batches = crate::client::run(&mut client, sql).await?;
         println!("== {title} ({:.2}s, as demo-steward)", asked.elapsed().as_secs_f64());
         println!("{}\n", arrow::util::pretty::pretty_format_batches(&batches)?);
     }
@@ -214,17 +214,17 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "The answers above are a steward's: true, unrounded values. A commissioner asking the same goes through disclosure control:\n"
     );
     let commissioner = tokens.tokens.get("demo-commissioner").cloned().unwrap_or_default();
-    let mut cam = crate::cli_sql::client(&url, Some("demo-commissioner"), &commissioner, None).await?;
+    let mut cam = crate::client::connect(&url, Some("demo-commissioner"), &commissioner, None).await?;
     for (title, sql) in COMMISSIONER_QUESTIONS {
         let asked = Instant::now();
-        let batches = crate::cli_sql::run(&mut cam, sql).await?;
+        let batches = crate::client::run(&mut cam, sql).await?;
         println!(
             "== {title} ({:.2}s, as demo-commissioner)",
             asked.elapsed().as_secs_f64()
         );
         println!(
             "{}\n",
-            arrow::util::pretty::pretty_format_batches(&crate::cli_sql::for_display(&batches)?)?
+            arrow::util::pretty::pretty_format_batches(&crate::client::for_display(&batches)?)?
         );
     }
     println!(

@@ -1,9 +1,8 @@
-//! `poplar serve` and `poplar users add`.
+//! `poplar serve`: flags and environment into `ServeOptions`, then serve until a signal.
+//! The noise-key lookup lives here because it is serving's secret; `demo` reuses it.
 
 use anyhow::Context;
 use clap::Args;
-use poplar_engine::Role;
-use poplar_engine::auth::UsersFile;
 use poplar_engine::disclosure::Policy;
 use poplar_engine::server::{ServeOptions, shutdown_signal, start};
 use poplar_loaders::Store;
@@ -35,10 +34,10 @@ pub struct ServeArgs {
     #[arg(long, env = "POPLAR_DISCLOSURE")]
     disclosure: Option<PathBuf>,
     /// Seconds between checks for a newly committed load.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, env = "POPLAR_SERVE_REFRESH_SECS")]
     refresh_secs: u64,
     /// Seconds in-flight queries may run after SIGTERM or Ctrl-C.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, env = "POPLAR_SERVE_DRAIN_SECS")]
     drain_secs: u64,
 }
 
@@ -75,28 +74,4 @@ pub fn disclosure_policy(key_file: Option<&Path>, settings: Option<&Path>) -> an
         },
     };
     Ok(Some(Policy::from_file(key.trim_ascii().to_vec(), settings)?))
-}
-
-#[derive(Args)]
-pub struct UsersAddArgs {
-    /// User name.
-    name: String,
-    /// commissioner, analyst, researcher or steward.
-    #[arg(long)]
-    role: Role,
-    /// Users file (created if absent).
-    #[arg(long, env = "POPLAR_USERS")]
-    users: PathBuf,
-}
-
-pub fn users_add(args: UsersAddArgs) -> anyhow::Result<ExitCode> {
-    let token = UsersFile::add(&args.users, &args.name, args.role)?;
-    eprintln!(
-        "added {} ({}) to {}; their token (shown once, store it safely):",
-        args.name,
-        args.role.as_str(),
-        args.users.display()
-    );
-    println!("{token}");
-    Ok(ExitCode::SUCCESS)
 }

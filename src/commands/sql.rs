@@ -1,5 +1,8 @@
-//! `poplar sql`: an interactive shell (and script runner) over Arrow Flight SQL.
+//! `poplar sql`: an interactive shell (and script runner) over Arrow Flight SQL. The wire
+//! side is `crate::client`, shared with `demo`; this module is about people: statements,
+//! history, output formats and errors on one line.
 
+use crate::client::{for_display, message, run};
 use anyhow::{Context, bail};
 use arrow::array::RecordBatch;
 use arrow_flight::sql::client::FlightSqlServiceClient;
@@ -9,7 +12,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::Channel;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -38,148 +41,16 @@ pub struct SqlArgs {
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
     /// CA certificate (PEM) to trust for grpc+tls.
-    #[arg(long)]
+    #[arg(long, env = "POPLAR_TLS_CA")]
     tls_ca: Option<PathBuf>,
 }
 
+/// Connects as the flags say; a missing token is refused here, before any network traffic.
 async fn connect(args: &SqlArgs) -> anyhow::Result<FlightSqlServiceClient<Channel>> {
     let Some(token) = args.token.as_deref() else {
         bail!("no token: pass --token or set POPLAR_TOKEN (a steward gets one with `poplar users add`)");
     };
-    client(&args.addr, args.user.as_deref(), token, args.tls_ca.as_deref()).await
-}
-
-/// A signed-in Flight SQL client: Basic handshake when `user` is given, else bearer token.
-pub async fn client(
-    addr: &str,
-    user: Option<&str>,
-    token: &str,
-    tls_ca: Option<&std::path::Path>,
-) -> anyhow::Result<FlightSqlServiceClient<Channel>> {
-    let (url, tls) = if let Some(rest) = addr.strip_prefix("grpc+tls://") {
-        (format!("https://{rest}"), true)
-    } else if let Some(rest) = addr
-        .strip_prefix("grpc://")
-        .or_else(|| addr.strip_prefix("grpc+tcp://"))
-    {
-        (format!("http://{rest}"), false)
-    } else {
-        bail!("--addr must start with grpc:// or grpc+tls://");
-    };
-    let mut endpoint = Endpoint::from_shared(url.clone()).with_context(|| format!("bad address {addr}"))?;
-    if tls {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut config = ClientTlsConfig::new();
-        if let Some(ca) = tls_ca {
-            config = config.ca_certificate(Certificate::from_pem(
-                std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?,
-            ));
-        }
-        endpoint = endpoint.tls_config(config)?;
-    }
-    let channel = endpoint
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to {addr}"))?;
-    let mut client = FlightSqlServiceClient::new(channel);
-    match user {
-        Some(user) => {
-            client
-                .handshake(user, token)
-                .await
-                .map_err(|e| anyhow::anyhow!("sign-in failed: {}", message(&e.to_string())))?;
-        }
-        None => client.set_token(token.to_string()),
-    }
-    Ok(client)
-}
-
-/// The server's words, without the transport's wrapping.
-pub fn message(error: &str) -> String {
-    let Some(start) = error.find("message: \"") else {
-        return error.to_string();
-    };
-    let rest = &error[start + 10..];
-    let end = rest
-        .find("\", details")
-        .or_else(|| rest.rfind('"'))
-        .unwrap_or(rest.len());
-    rest[..end].replace("\\\"", "\"")
-}
-
-pub async fn run(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> anyhow::Result<Vec<RecordBatch>> {
-    let info = client
-        .execute(sql.to_string(), None)
-        .await
-        .map_err(|e| anyhow::anyhow!(message(&e.to_string())))?;
-    let schema = info.clone().try_decode_schema().ok();
-    let mut batches = Vec::new();
-    for endpoint in info.endpoint {
-        let Some(ticket) = endpoint.ticket else { continue };
-        let stream = client
-            .do_get(ticket)
-            .await
-            .map_err(|e| anyhow::anyhow!(message(&e.to_string())))?;
-        batches.extend(
-            stream
-                .try_collect::<Vec<_>>()
-                .await
-                .map_err(|e| anyhow::anyhow!(message(&e.to_string())))?,
-        );
-    }
-    // No rows: keep the columns, so an empty answer still prints its header.
-    if batches.is_empty()
-        && let Some(schema) = schema
-    {
-        batches.push(RecordBatch::new_empty(std::sync::Arc::new(schema)));
-    }
-    Ok(batches)
-}
-
-/// Field metadata disclosure control puts on released columns: NULL there means suppressed.
-const SUPPRESSED_KEY: &str = "poplar.suppressed";
-
-/// The batches for display: in columns disclosure control released, a suppressed (NULL)
-/// cell is shown as `*`.
-pub fn for_display(batches: &[RecordBatch]) -> anyhow::Result<Vec<RecordBatch>> {
-    use arrow::array::{Array, ArrayRef, StringArray};
-    use arrow::datatypes::{DataType, Field, Schema};
-    use arrow::util::display::{ArrayFormatter, FormatOptions};
-    let mut out = Vec::with_capacity(batches.len());
-    for batch in batches {
-        let schema = batch.schema();
-        if !schema
-            .fields()
-            .iter()
-            .any(|f| f.metadata().contains_key(SUPPRESSED_KEY))
-        {
-            out.push(batch.clone());
-            continue;
-        }
-        let mut fields = Vec::new();
-        let mut columns: Vec<ArrayRef> = Vec::new();
-        for (field, column) in schema.fields().iter().zip(batch.columns()) {
-            if !field.metadata().contains_key(SUPPRESSED_KEY) {
-                fields.push(field.as_ref().clone());
-                columns.push(column.clone());
-                continue;
-            }
-            let formatter = ArrayFormatter::try_new(column.as_ref(), &FormatOptions::default())?;
-            let shown: StringArray = (0..column.len())
-                .map(|r| {
-                    Some(if column.is_null(r) {
-                        "*".to_string()
-                    } else {
-                        formatter.value(r).to_string()
-                    })
-                })
-                .collect();
-            fields.push(Field::new(field.name(), DataType::Utf8, false));
-            columns.push(std::sync::Arc::new(shown));
-        }
-        out.push(RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)?);
-    }
-    Ok(out)
+    crate::client::connect(&args.addr, args.user.as_deref(), token, args.tls_ca.as_deref()).await
 }
 
 fn print(batches: &[RecordBatch], format: Format, out: &mut impl Write) -> anyhow::Result<()> {
@@ -357,36 +228,7 @@ async fn list_tables(client: &mut FlightSqlServiceClient<Channel>) {
 
 #[cfg(test)]
 mod tests {
-    use super::{RecordBatch, SUPPRESSED_KEY, for_display, message, split_statements};
-
-    #[test]
-    fn suppressed_cells_show_as_a_star_and_other_nulls_stay_null() {
-        use arrow::array::{ArrayRef, Int64Array, StringArray};
-        use arrow::datatypes::{DataType, Field, Schema};
-        let marked = Field::new("people", DataType::Int64, true)
-            .with_metadata([(SUPPRESSED_KEY.to_string(), "null".to_string())].into());
-        let schema = std::sync::Arc::new(Schema::new(vec![Field::new("practice", DataType::Utf8, true), marked]));
-        let batch = RecordBatch::try_new(
-            schema,
-            vec![
-                std::sync::Arc::new(StringArray::from(vec![Some("A"), None])) as ArrayRef,
-                std::sync::Arc::new(Int64Array::from(vec![None, Some(120)])),
-            ],
-        )
-        .expect("batch");
-        let shown = arrow::util::pretty::pretty_format_batches(&for_display(&[batch]).expect("display"))
-            .expect("format")
-            .to_string();
-        assert!(shown.contains("| A        | *      |"), "{shown}");
-        assert!(shown.contains("|          | 120    |"), "{shown}");
-    }
-
-    #[test]
-    fn server_messages_are_shown_without_transport_wrapping() {
-        let raw = "Tonic error: code: 'Permission denied', message: \"permission denied: role x\"";
-        assert_eq!(message(raw), "permission denied: role x");
-        assert_eq!(message("plain"), "plain");
-    }
+    use super::split_statements;
 
     #[test]
     fn statements_split_outside_quotes_and_comments() {
