@@ -20,7 +20,7 @@ use poplar_queries::registers::{latest_codes_sql, membership_sql, registered_pop
 use std::sync::Arc;
 
 use crate::EngineError;
-use crate::udfs::date_from_days;
+use poplar_loaders::dates::from_date32 as date_from_days;
 
 /// The working table of each person's latest code per cluster, present only while the
 /// registers are computed (a CTE here, a temporary table in the catalog).

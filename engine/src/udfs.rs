@@ -3,17 +3,13 @@
 
 use arrow::array::{Array, ArrayRef, AsArray, Int32Array, StringArray};
 use arrow::datatypes::{DataType, Date32Type, Int32Type};
-use chrono::{Datelike, NaiveDate};
+use chrono::Datelike;
 use deltalake::datafusion::common::{Result, plan_err};
 use deltalake::datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
+use poplar_loaders::dates::from_date32 as date_from_days;
 use std::sync::Arc;
-
-/// A Date32 value (days since 1970-01-01) as a date.
-pub(crate) fn date_from_days(days: i32) -> Option<NaiveDate> {
-    NaiveDate::from_num_days_from_ce_opt(days + 719_163)
-}
 
 /// Whole years from a birth month (stored as its 1st day) to a date. The day of birth is
 /// not kept, so within the birth month the birthday counts as passed.
@@ -182,8 +178,7 @@ mod tests {
     use super::*;
 
     fn days(s: &str) -> i32 {
-        let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date");
-        d.num_days_from_ce() - 719_163
+        poplar_loaders::dates::date32(chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date"))
     }
 
     #[test]

@@ -698,12 +698,12 @@ impl Rewriter<'_> {
         };
         let mut exprs = Vec::new();
         let mut out_taint = Vec::new();
-        for i in 0..schema.fields().len() {
+        for (i, &taint) in tainted.iter().enumerate().take(schema.fields().len()) {
             if i == *l || i == *r {
                 continue;
             }
             exprs.push(column(i));
-            out_taint.push(tainted[i]);
+            out_taint.push(taint);
         }
         exprs.push(merged.alias_qualified(Some(self.fresh_qualifier()), PID));
         out_taint.push(true);

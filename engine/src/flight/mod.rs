@@ -357,7 +357,7 @@ impl FlightSqlService for PoplarFlightSql {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         self.catalog_info(request, "GetCatalogs", schema, query).await
     }
 
@@ -366,7 +366,7 @@ impl FlightSqlService for PoplarFlightSql {
         query: CommandGetCatalogs,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         self.catalog_answer(request, "GetCatalogs", schema, |_, _| async move {
             let mut builder = query.into_builder();
             builder.append(CATALOG);
@@ -428,7 +428,7 @@ impl FlightSqlService for PoplarFlightSql {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         self.catalog_info(request, "GetTableTypes", schema, query).await
     }
 
@@ -437,7 +437,7 @@ impl FlightSqlService for PoplarFlightSql {
         query: CommandGetTableTypes,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         self.catalog_answer(request, "GetTableTypes", schema, |_, _| async move {
             let mut builder = query.into_builder();
             for kind in [TableKind::Table, TableKind::View] {
@@ -478,7 +478,7 @@ impl FlightSqlService for PoplarFlightSql {
         query: CommandGetXdbcTypeInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder(&self.xdbc_info).schema();
+        let schema = query.into_builder(&self.xdbc_info).schema();
         self.catalog_info(request, "GetXdbcTypeInfo", schema, query).await
     }
 

@@ -450,7 +450,7 @@ pub async fn synthetic_region(dir: &Path) -> (Arc<SnapshotContext>, poplar_loade
         postcodes: region.postcodes.clone(),
         imd: region.imd.clone(),
         optout: None,
-        group_rows: 4_000_000,
+        group_rows: poplar_loaders::load::DEFAULT_GROUP_ROWS,
         progress: false,
     };
     load(&options, &Pseudonymiser::new(KEY).expect("key"))

@@ -32,7 +32,7 @@ async fn functions_and_lockdown() {
     // A server without disclosure control configured answers no other role at all.
     for role in [Role::Commissioner, Role::Analyst, Role::Researcher] {
         let who = Principal::new("cam", role);
-        let err = QuerySession::new(&loaded, &who, None).err().expect("refused");
+        let err = QuerySession::new(&loaded, &who, None).expect_err("refused");
         assert_eq!(err.rule(), Some(Rule::NoDisclosureControl), "{err}");
         assert!(err.to_string().contains("disclosure control"), "{err}");
     }

@@ -8,7 +8,6 @@ use std::collections::HashMap;
 /// recover it. The cell added is the smallest unsuppressed child, with its ties (or the
 /// parent when every child is already suppressed).
 pub(super) fn secondary(masks: &[u64], keys: &[Vec<String>], truth: &[f64], hidden: &mut [bool]) {
-    let rows = masks.len();
     // Index rows by (mask, visible key values) to find families fast.
     let key_of = |r: usize, mask: u64| -> Vec<&str> {
         let n = keys[r].len();
@@ -19,11 +18,10 @@ pub(super) fn secondary(masks: &[u64], keys: &[Vec<String>], truth: &[f64], hidd
     };
     let mut relations: Vec<(usize, Vec<usize>)> = Vec::new();
     let mut by_mask: HashMap<u64, Vec<usize>> = HashMap::new();
-    for r in 0..rows {
-        by_mask.entry(masks[r]).or_default().push(r);
+    for (r, &mask) in masks.iter().enumerate() {
+        by_mask.entry(mask).or_default().push(r);
     }
-    for parent in 0..rows {
-        let pm = masks[parent];
+    for (parent, &pm) in masks.iter().enumerate() {
         for (&cm, children) in &by_mask {
             // A child set rolls up exactly one column fewer than the parent.
             if cm & pm == cm && (pm & !cm).count_ones() == 1 {
