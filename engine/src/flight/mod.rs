@@ -293,7 +293,11 @@ impl FlightSqlService for PoplarFlightSql {
             sql: query.query,
             params: Vec::new(),
         };
-        let schema = self.describe(&principal, &handle).await?;
+        let schema = self
+            .gate
+            .request(&principal, Self::audit_request(&handle, &[]))
+            .prepare(&handle.sql)
+            .await?;
         let IpcMessage(dataset_schema) = SchemaAsIpc::new(&schema, &IpcWriteOptions::default())
             .try_into()
             .map_err(|e: arrow::error::ArrowError| Status::from(EngineError::from(e)))?;

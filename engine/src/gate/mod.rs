@@ -177,6 +177,16 @@ impl Request<'_> {
         }
     }
 
+    /// The schema of a statement being prepared: planned under the caller's policy (a
+    /// refused statement fails at prepare time), but not made physical, since its
+    /// parameters (`$1`, …) have no values yet. Audited only if refused or failed.
+    pub async fn prepare(mut self, sql: &str) -> Result<SchemaRef, EngineError> {
+        match self.logical(sql).await {
+            Ok((_, plan)) => Ok(Arc::new(plan.schema().as_arrow().clone())),
+            Err(e) => Err(self.fail(e).await),
+        }
+    }
+
     /// The whole path: plan under the policy, charge the budget, execute, and return the
     /// answer, whose stream releases through disclosure control (the `Protect` operators
     /// in the plan) and completes the audit entry written before its first row.
@@ -215,10 +225,16 @@ impl Request<'_> {
         self.gate.record_end(self.record, self.started, error).await
     }
 
-    async fn plan(&mut self, sql: &str, params: Vec<ScalarValue>) -> Result<Planned, EngineError> {
+    /// The caller's session and their statement's logical plan, under their policy.
+    async fn logical(&mut self, sql: &str) -> Result<(QuerySession, LogicalPlan), EngineError> {
         let session = QuerySession::new(&self.gate.snapshot(), &self.principal, self.gate.disclosure.as_deref())?;
-        let mut plan = session.plan(sql).await?;
+        let plan = session.plan(sql).await?;
         self.record.plan_hash = Some(plan_hash(&plan));
+        Ok((session, plan))
+    }
+
+    async fn plan(&mut self, sql: &str, params: Vec<ScalarValue>) -> Result<Planned, EngineError> {
+        let (session, mut plan) = self.logical(sql).await?;
         if !params.is_empty() {
             plan = plan.with_param_values(params)?;
         }
