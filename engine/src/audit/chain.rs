@@ -222,17 +222,7 @@ fn check_head(checked: &Checked, head: Option<&Head>) -> Option<Problem> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::AuditRequest;
-    use crate::identity::{Principal, Role};
-
-    fn record(n: u64) -> AuditRecord {
-        let mut r = AuditRecord::new(
-            &Principal::new("sam", Role::Steward),
-            AuditRequest::sql(format!("SELECT {n}")),
-        );
-        r.rows = n;
-        r
-    }
+    use crate::audit::{AuditRequest, sample_record as record};
 
     #[test]
     fn canonical_json_sorts_keys_and_drops_whitespace() {

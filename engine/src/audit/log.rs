@@ -184,17 +184,7 @@ pub async fn entries(store: &Store) -> Result<Vec<AuditEntry>, EngineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::AuditRequest;
-    use crate::identity::{Principal, Role};
-
-    fn record(n: u64) -> AuditRecord {
-        let mut r = AuditRecord::new(
-            &Principal::new("sam", Role::Steward),
-            AuditRequest::sql(format!("SELECT {n}")),
-        );
-        r.rows = n;
-        r
-    }
+    use crate::audit::sample_record as record;
 
     fn temp_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -312,3 +312,14 @@ impl VerifyReport {
         self.problems.first()
     }
 }
+
+/// A steward's `SELECT n` with `n` rows: an entry for the module's tests.
+#[cfg(test)]
+pub(crate) fn sample_record(n: u64) -> AuditRecord {
+    let mut r = AuditRecord::new(
+        &Principal::new("sam", crate::identity::Role::Steward),
+        AuditRequest::sql(format!("SELECT {n}")),
+    );
+    r.rows = n;
+    r
+}

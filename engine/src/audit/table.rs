@@ -119,18 +119,8 @@ impl TableProvider for AuditTable {
 mod tests {
     use super::*;
     use crate::audit::chain::{GENESIS_HASH, seal};
-    use crate::audit::{AuditRecord, AuditRequest};
-    use crate::identity::{Principal, Role};
+    use crate::audit::sample_record as record;
     use chrono::Utc;
-
-    fn record(n: u64) -> AuditRecord {
-        let mut r = AuditRecord::new(
-            &Principal::new("sam", Role::Steward),
-            AuditRequest::sql(format!("SELECT {n}")),
-        );
-        r.rows = n;
-        r
-    }
 
     #[test]
     fn the_table_has_a_row_per_entry() {
