@@ -58,11 +58,11 @@ async fn no_identifier_of_the_input_lands_in_any_file() {
 pub fn assert_no_identifier_landed(store_dir: &Path, ids: &Identifiers, forbidden_days: &HashSet<i32>) -> usize {
     let nhs_as_numbers: HashSet<i64> = ids.nhs_numbers.iter().filter_map(|n| n.parse().ok()).collect();
     let mut files = Vec::new();
-    all_files(&store_dir, &mut files);
+    all_files(store_dir, &mut files);
     let mut parquet_files = 0;
     for path in &files {
-        let place = path.strip_prefix(&store_dir).expect("prefix").display().to_string();
-        check_value(&place, &ids, "a path");
+        let place = path.strip_prefix(store_dir).expect("prefix").display().to_string();
+        check_value(&place, ids, "a path");
         if path.extension().is_some_and(|e| e == "parquet") {
             parquet_files += 1;
             let file = std::fs::File::open(path).expect("open");
@@ -106,7 +106,7 @@ pub fn assert_no_identifier_landed(store_dir: &Path, ids: &Identifiers, forbidde
                         _ => {
                             let text = arrow::compute::cast(column, &DataType::Utf8).expect("cast");
                             for v in text.as_string::<i32>().iter().flatten() {
-                                check_value(v, &ids, &place);
+                                check_value(v, ids, &place);
                             }
                         }
                     }
@@ -115,7 +115,7 @@ pub fn assert_no_identifier_landed(store_dir: &Path, ids: &Identifiers, forbidde
         } else {
             // Delta log JSON (with column statistics), checkpoints, anything else.
             let bytes = std::fs::read(path).expect("read");
-            check_value(&String::from_utf8_lossy(&bytes), &ids, &place);
+            check_value(&String::from_utf8_lossy(&bytes), ids, &place);
         }
     }
     parquet_files
