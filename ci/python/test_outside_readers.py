@@ -23,7 +23,7 @@ SCHEMA = {
     },
     "encounters": {
         "person_id": "long", "source_org": "string", "setting": "string", "start_date": "date",
-        "end_date": "date", "encounter_type": "string", "cost": "double",
+        "end_date": "date", "encounter_type": "string", "cost": "double", "encounter_snomed": "long",
     },
     "organisations": {
         "ods_code": "string", "name": "string", "org_type": "string", "feed_format": "string", "pcn": "string",

@@ -34,15 +34,49 @@ pub fn first_of_month(d: NaiveDate) -> NaiveDate {
     d.with_day(1).expect("every month has a first day")
 }
 
-/// Parse `YYYY-MM-DD`, or the date part of a FHIR `dateTime`.
+/// Parse `YYYY-MM-DD`, or a FHIR `dateTime`. A timestamp with an offset (`Z`, `+01:00`)
+/// is an instant: it becomes the calendar date in England (Europe/London), because a
+/// record made at 00:30 BST is that day's activity even though it is the day before in
+/// UTC. A timestamp without an offset is already local: its date part is the date.
 pub fn parse_date(raw: &str) -> Option<NaiveDate> {
     let raw = raw.trim();
-    let date_part = match raw.len() {
-        10 => raw,
-        n if n > 10 && raw.as_bytes()[10] == b'T' => &raw[..10],
-        _ => return None,
-    };
-    NaiveDate::parse_from_str(date_part, "%Y-%m-%d").ok()
+    match raw.len() {
+        10 => NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok(),
+        n if n > 10 && raw.as_bytes()[10] == b'T' => {
+            if let Ok(instant) = chrono::DateTime::parse_from_rfc3339(raw) {
+                return Some(london_date(instant.naive_utc()));
+            }
+            // No offset (or seconds left out): the sender's local date.
+            raw.get(..10)
+                .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        }
+        _ => None,
+    }
+}
+
+/// The calendar date in England at a UTC instant. British Summer Time (UTC+1) runs from
+/// 01:00 UTC on the last Sunday of March to 01:00 UTC on the last Sunday of October: the
+/// rule since 1996, applied to every year. Written out rather than taken from the tz
+/// database (`chrono-tz`) because it is one rule, and the dependency would change the
+/// features the workspace builds DataFusion with. Before 1996 the October change could
+/// fall a week earlier, so a timestamp within an hour of midnight in that week of an old
+/// year may land a day late — far below the precision anything is queried at.
+pub fn london_date(utc: chrono::NaiveDateTime) -> NaiveDate {
+    let year = utc.date().year();
+    let bst_from = last_sunday(year, 3).and_hms_opt(1, 0, 0);
+    let bst_to = last_sunday(year, 10).and_hms_opt(1, 0, 0);
+    let in_bst = matches!((bst_from, bst_to), (Some(from), Some(to)) if utc >= from && utc < to);
+    if in_bst {
+        (utc + chrono::Duration::hours(1)).date()
+    } else {
+        utc.date()
+    }
+}
+
+/// The last Sunday of a month (March or October: both have 31 days).
+fn last_sunday(year: i32, month: u32) -> NaiveDate {
+    let last = NaiveDate::from_ymd_opt(year, month, 31).unwrap_or(EPOCH);
+    last - chrono::Duration::days(i64::from(last.weekday().num_days_from_sunday()))
 }
 
 #[cfg(test)]
@@ -56,6 +90,28 @@ mod tests {
         assert!(parse_date("2023-02-29").is_none());
         assert!(parse_date("29/02/2024").is_none());
         assert!(parse_date("2024-2-1").is_none());
+    }
+
+    #[test]
+    fn timestamps_with_offsets_become_dates_in_england() {
+        // 23:30 UTC on 31 March 2024 is 00:30 BST on 1 April.
+        assert_eq!(parse_date("2024-03-31T23:30:00Z"), Some(ymd(2024, 4, 1)));
+        assert_eq!(parse_date("2024-03-31T23:30:00+00:00"), Some(ymd(2024, 4, 1)));
+        // In winter London is on UTC.
+        assert_eq!(parse_date("2024-01-15T23:30:00Z"), Some(ymd(2024, 1, 15)));
+        // 01:00 in New York is 06:00 in London, the same day.
+        assert_eq!(parse_date("2024-01-15T01:00:00-05:00"), Some(ymd(2024, 1, 15)));
+        // 00:30 in Paris (summer) is 23:30 BST the day before.
+        assert_eq!(parse_date("2024-07-02T00:30:00+02:00"), Some(ymd(2024, 7, 1)));
+        // No offset: the date part as sent.
+        assert_eq!(parse_date("2024-07-02T00:30:00"), Some(ymd(2024, 7, 2)));
+        assert_eq!(parse_date("2024-07-02T00:30"), Some(ymd(2024, 7, 2)));
+        // The changes themselves: 31 March 2024 and 27 October 2024, at 01:00 UTC.
+        assert_eq!(parse_date("2024-03-31T00:59:00Z"), Some(ymd(2024, 3, 31)));
+        assert_eq!(parse_date("2024-10-26T23:00:00Z"), Some(ymd(2024, 10, 27)));
+        assert_eq!(parse_date("2024-10-27T23:00:00Z"), Some(ymd(2024, 10, 27)));
+        assert_eq!(last_sunday(2025, 3), ymd(2025, 3, 30));
+        assert_eq!(last_sunday(2025, 10), ymd(2025, 10, 26));
     }
 
     #[test]

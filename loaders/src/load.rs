@@ -57,6 +57,10 @@ pub struct SourceSummary {
     pub landed: BTreeMap<&'static str, u64>,
     pub quarantined: u64,
     pub optout_excluded: u64,
+    /// What the source sent that Poplar did not understand, by kind
+    /// (`unknown_code_system`, `unknown_encounter_class`, ...) and code, with counts: what
+    /// a steward asks the source to fix.
+    pub not_understood: BTreeMap<&'static str, BTreeMap<String, u64>>,
 }
 
 #[derive(Debug, Default)]
@@ -85,6 +89,7 @@ struct Parsed {
     rows_read: u64,
     optout_excluded: u64,
     unmatched_postcodes: u64,
+    not_understood: BTreeMap<&'static str, BTreeMap<String, u64>>,
 }
 
 enum Outcome {
@@ -266,6 +271,7 @@ fn parse_one(
             rows_read: parsed.rows_read,
             optout_excluded: parsed.optout_excluded,
             unmatched_postcodes: parsed.unmatched_postcodes,
+            not_understood: parsed.not_understood,
             delivery: d,
         })),
         Err(problem) => Outcome::Rejected(d.reject(problem)),
@@ -358,6 +364,7 @@ async fn land_group(
                     rows_read,
                     optout_excluded,
                     unmatched_postcodes,
+                    not_understood,
                 } = *p;
                 let m = delivery.manifest;
                 let landed: BTreeMap<Table, u64> = batches.iter().map(|(t, b)| (*t, b.num_rows() as u64)).collect();
@@ -386,6 +393,12 @@ async fn land_group(
                 summary.rows_read += rows_read;
                 summary.quarantined += quarantined.len() as u64;
                 summary.optout_excluded += optout_excluded;
+                for (kind, codes) in not_understood {
+                    let entry = summary.not_understood.entry(kind).or_default();
+                    for (code, n) in codes {
+                        *entry.entry(code).or_default() += n;
+                    }
+                }
                 for (t, n) in &landed {
                     *report.rows_landed.entry(t.name()).or_default() += n;
                     *summary.landed.entry(t.name()).or_default() += n;

@@ -262,6 +262,9 @@ personal_table! {
         end_date: Date32 nullable,
         encounter_type: Utf8 nullable,
         cost: Float64 nullable,
+        // The SNOMED CT encounter type a FHIR feed sent (`Encounter.type`/`serviceType`),
+        // kept whether or not Poplar maps it to a category.
+        encounter_snomed: Int64 nullable,
     }
 }
 

@@ -137,6 +137,14 @@ fn print_report(r: &LoadReport) {
                 s.optout_excluded
             );
         }
+        // What each source sent that Poplar could not read, so a steward can ask for a fix.
+        for (ods, s) in &r.per_source {
+            for (kind, codes) in &s.not_understood {
+                for (code, n) in codes {
+                    println!("  not understood from {ods}: {kind} {code}: {n}");
+                }
+            }
+        }
     }
 }
 
@@ -158,6 +166,7 @@ fn report_json(r: &LoadReport) -> anyhow::Result<String> {
         "per_source": r.per_source.iter().map(|(k, s)| (k.clone(), serde_json::json!({
             "deliveries": s.deliveries, "rows_read": s.rows_read, "landed": s.landed,
             "quarantined": s.quarantined, "optout_excluded": s.optout_excluded,
+            "not_understood": s.not_understood,
         }))).collect::<serde_json::Map<_, _>>(),
     });
     Ok(serde_json::to_string_pretty(&value)?)

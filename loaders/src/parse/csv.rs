@@ -53,7 +53,8 @@ pub fn header(kind: FileKind) -> Option<&'static [&'static str]> {
         | FileKind::Condition
         | FileKind::Observation
         | FileKind::MedicationRequest
-        | FileKind::Encounter => None,
+        | FileKind::Encounter
+        | FileKind::Medication => None,
     }
 }
 
@@ -182,6 +183,8 @@ fn parse_file(
                     end: field(3),
                     encounter_type: field(4),
                     cost: field(5),
+                    // The CSV layout has no SNOMED encounter type column.
+                    encounter_snomed: "",
                 };
                 sink.add_encounter(person, &fields, file, line);
             }
@@ -190,7 +193,8 @@ fn parse_file(
             | FileKind::Condition
             | FileKind::Observation
             | FileKind::MedicationRequest
-            | FileKind::Encounter => unreachable!("a FHIR file kind in a CSV feed"),
+            | FileKind::Encounter
+            | FileKind::Medication => unreachable!("a FHIR file kind in a CSV feed"),
         }
     }
     check_row_count(declared, rows, "rows")

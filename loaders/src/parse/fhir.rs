@@ -1,21 +1,39 @@
 //! FHIR R4 bulk data (NDJSON, one resource per line, one file per resource type):
-//! Patient, Condition, Observation, MedicationRequest, Encounter. People are identified by
-//! the NHS number identifier on Patient; other resources point at their Patient by
-//! `subject.reference` (`Patient/<id>`) or carry the NHS number identifier themselves.
+//! Patient, Condition, Observation, MedicationRequest, Encounter, and the Medication
+//! resources requests may point at. People are identified by the NHS number identifier on
+//! Patient; other resources point at their Patient by `subject.reference` (`Patient/<id>`,
+//! an absolute `.../Patient/<id>` or `urn:uuid:<id>`) or carry the NHS number identifier.
+//!
+//! Two dialects are read: the one `poplar synth` writes, and UK Core / GP Connect / Synthea
+//! as real systems send it (README "What a source sends"). What a feed sends that Poplar
+//! does not understand is quarantined or counted by code in the load summary.
 
 use serde_json::Value;
 use std::collections::HashMap;
 
 use super::sink::check_row_count;
-use super::vocab::{CodeSystem, Sex, setting_of_class};
+use super::vocab::{CodeSystem, Sex, encounter_type_of_snomed, nameable, read_class};
 use super::{EncounterFields, EventFields, FileKind, MedicationFields, PatientFields, PersonRef, RowSink};
+use crate::dates::parse_date;
 use crate::delivery::Delivery;
 use crate::quarantine::{Quarantined, Reason};
-use crate::registry::{FeedFormat, NHS_NUMBER_SYSTEM};
+use crate::registry::{FeedFormat, NHS_NUMBER_SYSTEM, OrgType};
 
 pub const SNOMED_SYSTEM: &str = "http://snomed.info/sct";
 pub const ICD10_SYSTEM: &str = "http://hl7.org/fhir/sid/icd-10";
+pub const LOINC_SYSTEM: &str = "http://loinc.org";
+pub const UCUM_SYSTEM: &str = "http://unitsofmeasure.org";
+/// Poplar's own dm+d system. UK Core sends dm+d codes under SNOMED CT's system (dm+d is
+/// the SNOMED CT UK drug extension), and both are read as dm+d on a medication.
 pub const DMD_SYSTEM: &str = "https://dmd.nhs.uk";
+/// ODS organisation codes (`Patient.generalPractitioner.identifier`).
+pub const ODS_SYSTEM: &str = "https://fhir.nhs.uk/Id/ods-organization-code";
+/// The STU3 CareConnect ethnic category extension, still sent by GP Connect.
+pub const CARECONNECT_ETHNIC_CATEGORY_EXTENSION: &str =
+    "https://fhir.hl7.org.uk/STU3/StructureDefinition/CareConnect-EthnicCategory-1";
+/// GP Connect's registration details: a `registrationPeriod` sub-extension (valuePeriod).
+pub const GPC_REGISTRATION_EXTENSION: &str =
+    "https://fhir.nhs.uk/STU3/StructureDefinition/Extension-CareConnect-GPC-RegistrationDetails-1";
 /// UK Core extension carrying the NHS ethnic category.
 pub const ETHNIC_CATEGORY_EXTENSION: &str =
     "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-EthnicCategory";
@@ -55,6 +73,11 @@ fn nhs_identifier(v: &Value) -> Option<&str> {
         .and_then(Value::as_str)
 }
 
+/// The system a concept is coded in when Poplar reads none of its codings (for counting).
+fn first_system(concept: Option<&Value>) -> &str {
+    codings(concept).first().map_or("", |c| str_at(c, &["system"]))
+}
+
 fn extension<'v>(v: &'v Value, url: &str) -> Option<&'v Value> {
     v.get("extension")?
         .as_array()?
@@ -62,14 +85,23 @@ fn extension<'v>(v: &'v Value, url: &str) -> Option<&'v Value> {
         .find(|e| e.get("url").and_then(Value::as_str) == Some(url))
 }
 
-/// The first coding of a CodeableConcept, preferring SNOMED CT, then ICD-10.
-fn coding(concept: Option<&Value>) -> (CodeSystem, &str) {
+fn codings(concept: Option<&Value>) -> &[Value] {
     // Borrowed: a concept with no codings has no code.
-    let codings: &[Value] = concept
+    concept
         .and_then(|c| c.get("coding"))
         .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice);
-    for (system, kind) in [(SNOMED_SYSTEM, CodeSystem::Snomed), (ICD10_SYSTEM, CodeSystem::Icd10)] {
+        .map_or(&[], Vec::as_slice)
+}
+
+/// The first coding of a CodeableConcept, preferring SNOMED CT, then ICD-10, then LOINC.
+/// For an unknown system, its first coding's code (the record is quarantined by the sink).
+fn coding(concept: Option<&Value>) -> (CodeSystem, &str) {
+    let codings = codings(concept);
+    for (system, kind) in [
+        (SNOMED_SYSTEM, CodeSystem::Snomed),
+        (ICD10_SYSTEM, CodeSystem::Icd10),
+        (LOINC_SYSTEM, CodeSystem::Loinc),
+    ] {
         if let Some(c) = codings
             .iter()
             .find(|c| c.get("system").and_then(Value::as_str) == Some(system))
@@ -92,10 +124,15 @@ pub(super) fn parse(delivery: &Delivery, sink: &mut RowSink<'_>) -> Result<(), Q
         }
     }
     let mut patients: HashMap<String, PersonRef> = HashMap::new();
-    // Patient first (the order of `FileKind::FHIR`), so that references resolve.
-    for kind in FileKind::FHIR {
+    let mut medications: HashMap<String, Value> = HashMap::new();
+    // Patients land last: a GP feed that states no registration registers its patients
+    // from their earliest record, which is known only once every file has been read.
+    let mut patient_resources: Vec<(Value, PersonRef, u64)> = Vec::new();
+    for kind in FileKind::FHIR_READ {
         let name = kind.file_name();
-        let resource_type = kind.resource_type().expect("FHIR files hold one resource type");
+        let Some(resource_type) = kind.resource_type() else {
+            continue;
+        };
         let Some(declared) = delivery.manifest.files.iter().find(|f| f.name == name) else {
             continue;
         };
@@ -124,25 +161,40 @@ pub(super) fn parse(delivery: &Delivery, sink: &mut RowSink<'_>) -> Result<(), Q
                 );
                 continue;
             }
-            if kind == FileKind::Patient {
-                patient(&resource, sink, &mut patients, name, line);
-                continue;
-            }
-            let person = match subject(&resource, sink, &patients) {
-                Some(p) => p,
-                None => {
-                    sink.quarantine(
-                        name,
-                        line,
-                        Reason::UnknownSubject,
-                        "subject is not a Patient in this delivery",
-                    );
+            match kind {
+                FileKind::Patient => {
+                    let person = sink.person(nhs_identifier(&resource).unwrap_or(""));
+                    let id = str_at(&resource, &["id"]);
+                    if !id.is_empty() {
+                        patients.insert(id.to_string(), person);
+                    }
+                    patient_resources.push((resource, person, line));
                     continue;
                 }
+                FileKind::Medication => {
+                    // Reference data: counted here, landed through the requests naming it.
+                    sink.not_understood("reference_only", "Medication");
+                    let id = str_at(&resource, &["id"]).to_string();
+                    medications.insert(id, resource);
+                    continue;
+                }
+                _ => {}
+            }
+            let Some(person) = subject(&resource, sink, &patients) else {
+                sink.quarantine(
+                    name,
+                    line,
+                    Reason::UnknownSubject,
+                    "subject is not a Patient in this delivery",
+                );
+                continue;
             };
             match kind {
                 FileKind::Condition => {
                     let (code_system, code) = coding(resource.get("code"));
+                    if code_system == CodeSystem::Unknown {
+                        sink.not_understood("unknown_code_system", first_system(resource.get("code")));
+                    }
                     let date = match str_at(&resource, &["onsetDateTime"]) {
                         "" => str_at(&resource, &["recordedDate"]),
                         d => d,
@@ -156,45 +208,13 @@ pub(super) fn parse(delivery: &Delivery, sink: &mut RowSink<'_>) -> Result<(), Q
                     };
                     sink.add_event(person, &fields, name, line);
                 }
-                FileKind::Observation => {
-                    let (code_system, code) = coding(resource.get("code"));
-                    let value = number_text(resource.get("valueQuantity").and_then(|q| q.get("value")));
-                    let fields = EventFields {
-                        date: str_at(&resource, &["effectiveDateTime"]),
-                        code_system,
-                        code,
-                        value: &value,
-                        unit: str_at(&resource, &["valueQuantity", "unit"]),
-                    };
-                    sink.add_event(person, &fields, name, line);
-                }
-                FileKind::MedicationRequest => {
-                    let code = resource
-                        .get("medicationCodeableConcept")
-                        .and_then(|c| c.get("coding"))
-                        .and_then(Value::as_array)
-                        .and_then(|cs| {
-                            cs.iter()
-                                .find(|c| c.get("system").and_then(Value::as_str) == Some(DMD_SYSTEM))
-                        })
-                        .map(|c| str_at(c, &["code"]))
-                        .unwrap_or("");
-                    let quantity = number_text(
-                        resource
-                            .get("dispenseRequest")
-                            .and_then(|d| d.get("quantity"))
-                            .and_then(|q| q.get("value")),
-                    );
-                    let fields = MedicationFields {
-                        date: str_at(&resource, &["authoredOn"]),
-                        dmd_code: code,
-                        quantity: &quantity,
-                    };
-                    sink.add_medication(person, &fields, name, line);
-                }
+                FileKind::Observation => observation(&resource, sink, person, name, line),
+                FileKind::MedicationRequest => medication_request(&resource, &medications, sink, person, name, line),
                 FileKind::Encounter => encounter(&resource, sink, person, name, line),
-                // Patients were handled above; CSV kinds are not in `FileKind::FHIR`.
+                // Patients and Medications were handled above; CSV kinds are not in
+                // `FileKind::FHIR_READ`.
                 FileKind::Patient
+                | FileKind::Medication
                 | FileKind::Patients
                 | FileKind::Events
                 | FileKind::Medications
@@ -203,16 +223,69 @@ pub(super) fn parse(delivery: &Delivery, sink: &mut RowSink<'_>) -> Result<(), Q
         }
         check_row_count(declared, rows, "resources")?;
     }
+    // A GP extract is, by definition, the practice's list: when none of its patients
+    // states a registration, each is registered with the practice from their earliest
+    // record in the delivery (or the extract date if they have none). A feed that states
+    // registration for anyone is taken at its word for everyone.
+    let states_registration = patient_resources.iter().any(|(r, _, _)| registration(r).is_some());
+    let default_registration = !states_registration && sink.source_org_type() == OrgType::GpPractice;
+    for (resource, person, line) in &patient_resources {
+        let default_from = default_registration
+            .then(|| {
+                let birth = parse_date(str_at(resource, &["birthDate"]));
+                let first = sink.first_record(*person).unwrap_or(sink.extracted());
+                // Never before birth: a record dated before it is the record's fault.
+                Some(birth.map_or(first, |b| b.max(first)))
+            })
+            .flatten()
+            .filter(|_| !names_another_practice(resource, sink.source_ods()));
+        patient(
+            resource,
+            sink,
+            *person,
+            default_from,
+            FileKind::Patient.file_name(),
+            *line,
+        );
+    }
     Ok(())
 }
 
-fn patient(resource: &Value, sink: &mut RowSink<'_>, patients: &mut HashMap<String, PersonRef>, file: &str, line: u64) {
-    let nhs = nhs_identifier(resource).unwrap_or("");
-    let person = sink.person(nhs);
-    let id = str_at(resource, &["id"]);
-    if !id.is_empty() {
-        patients.insert(id.to_string(), person);
+/// The registration period a Patient states: Poplar's extension, or GP Connect's
+/// registration details (`registrationPeriod`).
+fn registration(resource: &Value) -> Option<&Value> {
+    if let Some(period) = extension(resource, REGISTRATION_EXTENSION).and_then(|e| e.get("valuePeriod")) {
+        return Some(period);
     }
+    extension(resource, GPC_REGISTRATION_EXTENSION)
+        .and_then(|e| extension(e, "registrationPeriod"))
+        .and_then(|e| e.get("valuePeriod"))
+}
+
+/// Whether `Patient.generalPractitioner` names a practice by ODS code and none is the
+/// sending practice: such a patient is not on this practice's list.
+fn names_another_practice(resource: &Value, source_ods: &str) -> bool {
+    let Some(gps) = resource.get("generalPractitioner").and_then(Value::as_array) else {
+        return false;
+    };
+    let named: Vec<&str> = gps
+        .iter()
+        .filter_map(|gp| gp.get("identifier"))
+        .filter(|id| id.get("system").and_then(Value::as_str) == Some(ODS_SYSTEM))
+        .filter_map(|id| id.get("value").and_then(Value::as_str))
+        .collect();
+    !named.is_empty() && !named.iter().any(|ods| ods.trim().eq_ignore_ascii_case(source_ods))
+}
+
+fn patient(
+    resource: &Value,
+    sink: &mut RowSink<'_>,
+    person: PersonRef,
+    default_from: Option<chrono::NaiveDate>,
+    file: &str,
+    line: u64,
+) {
+    let nhs = nhs_identifier(resource).unwrap_or("");
     let sex = match str_at(resource, &["gender"]) {
         "male" => Some(Sex::Male),
         "female" => Some(Sex::Female),
@@ -221,26 +294,37 @@ fn patient(resource: &Value, sink: &mut RowSink<'_>, patients: &mut HashMap<Stri
         _ => None,
     };
     let ethnic = extension(resource, ETHNIC_CATEGORY_EXTENSION)
+        .or_else(|| extension(resource, CARECONNECT_ETHNIC_CATEGORY_EXTENSION))
         .and_then(|e| e.get("valueCodeableConcept"))
         .and_then(|c| c.get("coding"))
         .and_then(Value::as_array)
         .and_then(|cs| cs.first())
         .map(|c| str_at(c, &["code"]))
         .unwrap_or("");
-    let registration = extension(resource, REGISTRATION_EXTENSION).and_then(|e| e.get("valuePeriod"));
+    let registration = registration(resource);
+    let default_from = default_from.map(|d| d.format("%Y-%m-%d").to_string());
+    let registered_from = match registration {
+        Some(p) => str_at(p, &["start"]),
+        None => default_from.as_deref().unwrap_or(""),
+    };
     let postcode = resource
         .get("address")
         .and_then(Value::as_array)
         .and_then(|a| a.first())
         .map(|a| str_at(a, &["postalCode"]))
         .unwrap_or("");
+    // `deceasedBoolean: true` says the patient died but not when: the patient lands with
+    // no death month, and the summary counts it.
+    if resource.get("deceasedBoolean").and_then(Value::as_bool) == Some(true) {
+        sink.not_understood("deceased_without_date", "Patient");
+    }
     let fields = PatientFields {
         nhs_number: nhs,
         birth_date: str_at(resource, &["birthDate"]),
         sex,
         ethnic_category: ethnic,
         postcode,
-        registered_from: registration.map(|p| str_at(p, &["start"])).unwrap_or(""),
+        registered_from,
         registered_to: registration.map(|p| str_at(p, &["end"])).unwrap_or(""),
         death_date: str_at(resource, &["deceasedDateTime"]),
     };
@@ -250,7 +334,12 @@ fn patient(resource: &Value, sink: &mut RowSink<'_>, patients: &mut HashMap<Stri
 fn subject(resource: &Value, sink: &mut RowSink<'_>, patients: &HashMap<String, PersonRef>) -> Option<PersonRef> {
     let subject = resource.get("subject")?;
     if let Some(reference) = subject.get("reference").and_then(Value::as_str) {
-        return patients.get(reference.strip_prefix("Patient/")?).copied();
+        // `Patient/<id>`, an absolute `<base>/Patient/<id>`, or a bundle-style `urn:uuid:<id>`.
+        let id = match reference.strip_prefix("urn:uuid:") {
+            Some(id) => id,
+            None => reference.rsplit_once("Patient/").map(|(_, id)| id)?,
+        };
+        return patients.get(id).copied();
     }
     let identifier = subject.get("identifier")?;
     if identifier.get("system").and_then(Value::as_str) != Some(NHS_NUMBER_SYSTEM) {
@@ -259,18 +348,181 @@ fn subject(resource: &Value, sink: &mut RowSink<'_>, patients: &HashMap<String, 
     Some(sink.person(identifier.get("value").and_then(Value::as_str).unwrap_or("")))
 }
 
+/// An Observation lands as one event, or one per `component` (blood pressure sends its
+/// systolic and diastolic readings as components of one Observation).
+fn observation(resource: &Value, sink: &mut RowSink<'_>, person: PersonRef, file: &str, line: u64) {
+    let date = str_at(resource, &["effectiveDateTime"]);
+    let components: &[Value] = resource
+        .get("component")
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice);
+    let parts: Vec<&Value> = if components.is_empty() || resource.get("valueQuantity").is_some() {
+        vec![resource]
+    } else {
+        components.iter().collect()
+    };
+    for part in parts {
+        let (code_system, code) = coding(part.get("code"));
+        if code_system == CodeSystem::Unknown {
+            sink.not_understood("unknown_code_system", first_system(part.get("code")));
+        }
+        let quantity = part.get("valueQuantity");
+        let value = number_text(quantity.and_then(|q| q.get("value")));
+        // UCUM's code is the unit; `unit` is the display form (what the generator sends).
+        let unit = match quantity {
+            Some(q) if str_at(q, &["system"]) == UCUM_SYSTEM && !str_at(q, &["code"]).is_empty() => {
+                str_at(q, &["code"])
+            }
+            Some(q) => str_at(q, &["unit"]),
+            None => "",
+        };
+        let fields = EventFields {
+            date,
+            code_system,
+            code,
+            value: &value,
+            unit,
+        };
+        sink.add_event(person, &fields, file, line);
+    }
+}
+
+/// The medication a request names: `medicationCodeableConcept`, or `medicationReference`
+/// to a contained Medication (`#id`) or one sent in `Medication.ndjson`.
+fn medication_concept<'v>(resource: &'v Value, medications: &'v HashMap<String, Value>) -> Option<&'v Value> {
+    if let Some(concept) = resource.get("medicationCodeableConcept") {
+        return Some(concept);
+    }
+    let reference = str_at(resource, &["medicationReference", "reference"]);
+    let medication = if let Some(id) = reference.strip_prefix('#') {
+        resource
+            .get("contained")
+            .and_then(Value::as_array)?
+            .iter()
+            .find(|c| str_at(c, &["resourceType"]) == "Medication" && str_at(c, &["id"]) == id)?
+    } else {
+        let id = match reference.strip_prefix("urn:uuid:") {
+            Some(id) => id,
+            None => reference.rsplit_once("Medication/").map(|(_, id)| id)?,
+        };
+        medications.get(id)?
+    };
+    medication.get("code")
+}
+
+fn medication_request(
+    resource: &Value,
+    medications: &HashMap<String, Value>,
+    sink: &mut RowSink<'_>,
+    person: PersonRef,
+    file: &str,
+    line: u64,
+) {
+    let Some(concept) = medication_concept(resource, medications) else {
+        sink.quarantine(
+            file,
+            line,
+            Reason::InvalidCode,
+            "no medicationCodeableConcept, and medicationReference is not a Medication in this delivery",
+        );
+        return;
+    };
+    let codings = codings(Some(concept));
+    let dmd = codings.iter().find(|c| {
+        matches!(
+            c.get("system").and_then(Value::as_str),
+            Some(DMD_SYSTEM) | Some(SNOMED_SYSTEM)
+        )
+    });
+    // `medications.dmd_code` holds dm+d only (see README): a medication coded only in
+    // another system is quarantined with the system named, and counted per source.
+    if dmd.is_none()
+        && let Some(other) = codings.first()
+    {
+        let system = str_at(other, &["system"]);
+        sink.not_understood("unknown_code_system", system);
+        let detail = if nameable(system) {
+            format!("medication code system {system} is not dm+d")
+        } else {
+            "medication code system is not dm+d".to_string()
+        };
+        sink.quarantine(file, line, Reason::UnknownCodeSystem, detail);
+        return;
+    }
+    let code = dmd.map_or("", |c| str_at(c, &["code"]));
+    let quantity = number_text(
+        resource
+            .get("dispenseRequest")
+            .and_then(|d| d.get("quantity"))
+            .and_then(|q| q.get("value")),
+    );
+    let fields = MedicationFields {
+        date: str_at(resource, &["authoredOn"]),
+        dmd_code: code,
+        quantity: &quantity,
+    };
+    sink.add_medication(person, &fields, file, line);
+}
+
+/// `Encounter.class`: a Coding in R4, a CodeableConcept (or a list of them) in some
+/// exports and in R5.
+fn class_code(resource: &Value) -> &str {
+    let class = match resource.get("class") {
+        Some(Value::Array(items)) => items.first(),
+        other => other,
+    };
+    let Some(class) = class else {
+        return "";
+    };
+    match class.get("code").and_then(Value::as_str) {
+        Some(code) => code,
+        None => codings(Some(class)).first().map_or("", |c| str_at(c, &["code"])),
+    }
+}
+
 fn encounter(resource: &Value, sink: &mut RowSink<'_>, person: PersonRef, file: &str, line: u64) {
+    let class = class_code(resource);
+    let Some(reading) = read_class(class) else {
+        sink.not_understood("unknown_encounter_class", class);
+        // The class is a code from a closed vocabulary, so it is named (when it is one).
+        let detail = if nameable(class) {
+            format!("encounter class {class} is not a known v3-ActCode or encounter-class code")
+        } else {
+            "encounter class is not a known code".to_string()
+        };
+        sink.quarantine(file, line, Reason::InvalidValue, detail);
+        return;
+    };
     // Classes that do not name a setting take the setting of the source.
-    let setting = setting_of_class(str_at(resource, &["class", "code"])).unwrap_or(sink.source_setting());
-    let kind = resource
-        .get("type")
-        .and_then(Value::as_array)
-        .and_then(|t| t.first())
-        .and_then(|t| t.get("coding"))
-        .and_then(Value::as_array)
-        .and_then(|c| c.first())
-        .map(|c| str_at(c, &["code"]))
-        .unwrap_or("");
+    let setting = reading.setting.unwrap_or(sink.source_setting());
+    // `type` (a list) then `serviceType` (R4: one concept; a list in R5).
+    let mut concepts: Vec<&Value> = Vec::new();
+    for key in ["type", "serviceType"] {
+        match resource.get(key) {
+            Some(Value::Array(items)) => concepts.extend(items),
+            Some(v @ Value::Object(_)) => concepts.push(v),
+            _ => {}
+        }
+    }
+    // A coding with no system is Poplar's own category (what the generator sends); a
+    // SNOMED CT coding is kept as `encounter_snomed` and mapped where Poplar knows it.
+    let mut kind: Option<&str> = None;
+    let mut snomed = "";
+    for c in concepts.iter().flat_map(|c| codings(Some(*c))) {
+        match c.get("system").and_then(Value::as_str) {
+            None if kind.is_none() => kind = Some(str_at(c, &["code"])),
+            Some(SNOMED_SYSTEM) if snomed.is_empty() => snomed = str_at(c, &["code"]),
+            Some(SNOMED_SYSTEM) | None => {}
+            Some(other) => sink.not_understood("unknown_code_system", other),
+        }
+    }
+    if kind.is_none() && !snomed.is_empty() {
+        kind = snomed.trim().parse::<i64>().ok().and_then(encounter_type_of_snomed);
+        if kind.is_none() {
+            sink.not_understood("unmapped_snomed_encounter_type", snomed);
+        }
+    }
+    let kind = kind.or(reading.default_type).unwrap_or("");
     let cost = number_text(extension(resource, COST_EXTENSION).and_then(|e| e.get("valueDecimal")));
     let fields = EncounterFields {
         setting,
@@ -278,6 +530,7 @@ fn encounter(resource: &Value, sink: &mut RowSink<'_>, person: PersonRef, file: 
         end: str_at(resource, &["period", "end"]),
         encounter_type: kind,
         cost: &cost,
+        encounter_snomed: snomed,
     };
     sink.add_encounter(person, &fields, file, line);
 }

@@ -18,6 +18,10 @@ pub enum FileKind {
     Observation,
     MedicationRequest,
     Encounter,
+    /// `Medication` resources a `MedicationRequest` may point at (`medicationReference`).
+    /// Reference data only: read, never landed on its own. Accepted from a FHIR feed but
+    /// not in [`FileKind::FHIR`], so the generator (which never sends them) is unchanged.
+    Medication,
 }
 
 impl FileKind {
@@ -39,7 +43,19 @@ impl FileKind {
         FileKind::Encounter,
     ];
 
-    /// The files a feed of `format` may send.
+    /// Every file a FHIR feed may send, in the order they are read: Patient first, so
+    /// that references to patients resolve, and Medication before the MedicationRequests
+    /// that point at it.
+    pub const FHIR_READ: [FileKind; 6] = [
+        FileKind::Patient,
+        FileKind::Medication,
+        FileKind::Condition,
+        FileKind::Observation,
+        FileKind::MedicationRequest,
+        FileKind::Encounter,
+    ];
+
+    /// The files a feed of `format` sends as the generator writes it (one buffer slot each).
     pub fn of(format: FeedFormat) -> &'static [FileKind] {
         match format {
             FeedFormat::Csv => &Self::CSV,
@@ -49,7 +65,11 @@ impl FileKind {
 
     /// The kind of a file a feed of `format` declares, or `None` if it sends no such file.
     pub fn from_file_name(format: FeedFormat, name: &str) -> Option<FileKind> {
-        Self::of(format).iter().copied().find(|k| k.file_name() == name)
+        let accepted: &[FileKind] = match format {
+            FeedFormat::Csv => &Self::CSV,
+            FeedFormat::FhirNdjson => &Self::FHIR_READ,
+        };
+        accepted.iter().copied().find(|k| k.file_name() == name)
     }
 
     pub fn format(self) -> FeedFormat {
@@ -59,7 +79,8 @@ impl FileKind {
             | FileKind::Condition
             | FileKind::Observation
             | FileKind::MedicationRequest
-            | FileKind::Encounter => FeedFormat::FhirNdjson,
+            | FileKind::Encounter
+            | FileKind::Medication => FeedFormat::FhirNdjson,
         }
     }
 
@@ -74,6 +95,7 @@ impl FileKind {
             FileKind::Observation => "Observation.ndjson",
             FileKind::MedicationRequest => "MedicationRequest.ndjson",
             FileKind::Encounter => "Encounter.ndjson",
+            FileKind::Medication => "Medication.ndjson",
         }
     }
 
@@ -86,15 +108,16 @@ impl FileKind {
             FileKind::Observation => Some("Observation"),
             FileKind::MedicationRequest => Some("MedicationRequest"),
             FileKind::Encounter => Some("Encounter"),
+            FileKind::Medication => Some("Medication"),
         }
     }
 
-    /// The file's position among its feed's files (the generator's buffer slot).
+    /// The file's position among its feed's files (the generator's buffer slot). Only
+    /// the generator asks, and only for kinds it writes; `Medication` shares the last
+    /// slot rather than panicking, and is never written.
     pub fn slot(self) -> usize {
-        Self::of(self.format())
-            .iter()
-            .position(|k| *k == self)
-            .expect("every kind is listed for its own format")
+        let of = Self::of(self.format());
+        of.iter().position(|k| *k == self).unwrap_or(of.len() - 1)
     }
 }
 
@@ -112,6 +135,10 @@ mod tests {
             }
         }
         assert_eq!(FileKind::from_file_name(FeedFormat::Csv, "Patient.ndjson"), None);
+        assert_eq!(
+            FileKind::from_file_name(FeedFormat::FhirNdjson, "Medication.ndjson"),
+            Some(FileKind::Medication)
+        );
         assert_eq!(FileKind::from_file_name(FeedFormat::FhirNdjson, "patients.csv"), None);
     }
 }

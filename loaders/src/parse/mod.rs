@@ -18,7 +18,7 @@ mod files;
 mod sink;
 pub mod vocab;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use crate::delivery::Delivery;
 use crate::lookup::PostcodeLookup;
@@ -50,6 +50,10 @@ pub struct ParsedDelivery {
     pub rows_read: u64,
     pub optout_excluded: u64,
     pub unmatched_postcodes: u64,
+    /// What the source sent that Poplar did not understand, by kind and by code (code
+    /// systems, encounter classes, ...): the records are quarantined or landed without
+    /// the part, and this says what to ask the source to fix.
+    pub not_understood: BTreeMap<&'static str, BTreeMap<String, u64>>,
 }
 
 /// Parse, validate and de-identify a whole delivery. `Err` rejects the delivery.

@@ -55,6 +55,8 @@ pub struct EncounterFields<'a> {
     pub end: &'a str,
     pub encounter_type: &'a str,
     pub cost: &'a str,
+    /// A SNOMED CT encounter type as sent (FHIR feeds; blank otherwise).
+    pub encounter_snomed: &'a str,
 }
 
 /// A file must hold exactly as many records as its manifest line declares; fewer or more
@@ -80,6 +82,9 @@ pub struct RowSink<'a> {
     seen_patients: HashSet<i64>,
     /// Cache so that each distinct NHS number is hashed once per delivery.
     people: HashMap<String, PersonRef>,
+    /// Each person's earliest landed record date: the registration date of a GP feed
+    /// that states none (see `fhir`).
+    first_record: HashMap<i64, NaiveDate>,
     pub out: ParsedDelivery,
 }
 
@@ -92,8 +97,22 @@ impl<'a> RowSink<'a> {
             period: (delivery.manifest.period_start, delivery.manifest.period_end),
             seen_patients: HashSet::new(),
             people: HashMap::new(),
+            first_record: HashMap::new(),
             out: ParsedDelivery::default(),
         }
+    }
+
+    pub fn source_org_type(&self) -> OrgType {
+        self.ctx.source.org_type
+    }
+
+    pub fn source_ods(&self) -> &str {
+        &self.ctx.source.ods
+    }
+
+    /// The date the delivery was extracted (its manifest's `extracted`).
+    pub fn extracted(&self) -> NaiveDate {
+        self.latest
     }
 
     /// The setting of the source's own records (by the kind of organisation).
@@ -109,6 +128,41 @@ impl<'a> RowSink<'a> {
 
     pub fn count_read(&mut self) {
         self.out.rows_read += 1;
+    }
+
+    /// Count something the source sent that Poplar did not understand, for the load
+    /// summary (`category`: what kind of thing; `value`: which one). A value that is not a
+    /// short code or URI is counted without being named: it might be free text.
+    pub fn not_understood(&mut self, category: &'static str, value: &str) {
+        let name = if super::vocab::nameable(value) {
+            value
+        } else if value.is_empty() {
+            "(none)"
+        } else {
+            "(not a code)"
+        };
+        *self
+            .out
+            .not_understood
+            .entry(category)
+            .or_default()
+            .entry(name.to_string())
+            .or_default() += 1;
+    }
+
+    /// The earliest date of the records landed for a person in this delivery so far.
+    pub fn first_record(&self, person: PersonRef) -> Option<NaiveDate> {
+        match person {
+            PersonRef::Known(id) => self.first_record.get(&id).copied(),
+            _ => None,
+        }
+    }
+
+    fn note_record(&mut self, person_id: i64, date: NaiveDate) {
+        self.first_record
+            .entry(person_id)
+            .and_modify(|d| *d = (*d).min(date))
+            .or_insert(date);
     }
 
     /// Resolve the NHS number a record carries.
@@ -330,12 +384,24 @@ impl<'a> RowSink<'a> {
                 }
                 ("icd10", None)
             }
+            CodeSystem::Loinc => {
+                if !is_loinc(code) {
+                    self.quarantine(
+                        file,
+                        line,
+                        Reason::InvalidCode,
+                        "LOINC code is not digits, a hyphen and a check digit",
+                    );
+                    return;
+                }
+                ("loinc", None)
+            }
             CodeSystem::Unknown => {
                 self.quarantine(
                     file,
                     line,
                     Reason::UnknownCodeSystem,
-                    "code system is not SNOMED CT or ICD-10",
+                    "code system is not SNOMED CT, ICD-10 or LOINC",
                 );
                 return;
             }
@@ -344,6 +410,7 @@ impl<'a> RowSink<'a> {
             self.quarantine(file, line, Reason::InvalidValue, "value is not a number");
             return;
         };
+        self.note_record(person_id, date);
         let rows = &mut self.out.events;
         rows.person_id.append_value(person_id);
         rows.event_date.append_value(date32(date));
@@ -370,6 +437,7 @@ impl<'a> RowSink<'a> {
             self.quarantine(file, line, Reason::InvalidValue, "quantity is not a number");
             return;
         };
+        self.note_record(person_id, date);
         let rows = &mut self.out.medications;
         rows.person_id.append_value(person_id);
         rows.issue_date.append_value(date32(date));
@@ -431,6 +499,24 @@ impl<'a> RowSink<'a> {
                 return;
             }
         };
+        let snomed = f.encounter_snomed.trim();
+        let snomed = if snomed.is_empty() {
+            None
+        } else {
+            match snomed.parse::<i64>() {
+                Ok(id) if is_concept_id(snomed) && id > 0 => Some(id),
+                _ => {
+                    self.quarantine(
+                        file,
+                        line,
+                        Reason::InvalidCode,
+                        "SNOMED CT encounter type is not a 6-18 digit concept id",
+                    );
+                    return;
+                }
+            }
+        };
+        self.note_record(person_id, start);
         let rows = &mut self.out.encounters;
         rows.person_id.append_value(person_id);
         rows.setting.append_value(setting);
@@ -438,6 +524,7 @@ impl<'a> RowSink<'a> {
         rows.end_date.append_option(end.map(date32));
         rows.encounter_type.append_option((!kind.is_empty()).then_some(kind));
         rows.cost.append_option(cost);
+        rows.encounter_snomed.append_option(snomed);
     }
 }
 
@@ -457,6 +544,19 @@ fn parse_optional_number(raw: &str) -> Result<Option<f64>, ()> {
     }
 }
 
+/// LOINC codes are up to seven digits, a hyphen and a check digit (`4548-4`).
+fn is_loinc(code: &str) -> bool {
+    match code.split_once('-') {
+        Some((num, check)) => {
+            (1..=7).contains(&num.len())
+                && num.bytes().all(|b| b.is_ascii_digit())
+                && check.len() == 1
+                && check.bytes().all(|b| b.is_ascii_digit())
+        }
+        None => false,
+    }
+}
+
 fn is_icd10(code: &str) -> bool {
     let b = code.as_bytes();
     b.len() >= 3
@@ -472,6 +572,16 @@ fn is_icd10(code: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loinc_shapes() {
+        for ok in ["4548-4", "8480-6", "2345-7"] {
+            assert!(is_loinc(ok), "{ok}");
+        }
+        for bad in ["", "4548", "4548-44", "-4", "a548-4"] {
+            assert!(!is_loinc(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn icd10_shapes() {

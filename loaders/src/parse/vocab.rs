@@ -28,6 +28,7 @@ impl Sex {
 pub enum CodeSystem {
     Snomed,
     Icd10,
+    Loinc,
     Unknown,
 }
 
@@ -36,6 +37,7 @@ impl CodeSystem {
         match raw.trim().to_ascii_uppercase().as_str() {
             "SNOMED" | "SNOMEDCT" | "SNOMED CT" | "HTTP://SNOMED.INFO/SCT" => CodeSystem::Snomed,
             "ICD10" | "ICD-10" | "HTTP://HL7.ORG/FHIR/SID/ICD-10" => CodeSystem::Icd10,
+            "LOINC" | "HTTP://LOINC.ORG" => CodeSystem::Loinc,
             _ => CodeSystem::Unknown,
         }
     }
@@ -132,13 +134,100 @@ const ENCOUNTER_CLASSES: [(&str, &str); 6] = [
 /// The class sent for a setting with no class of its own.
 pub const AMBULATORY: &str = "AMB";
 
+/// How Poplar reads one `Encounter.class` code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClassReading {
+    /// The setting the class names; `None` when it names none (the encounter then takes
+    /// the setting of its source: a virtual consultation at a GP practice is GP activity).
+    pub setting: Option<&'static str>,
+    /// The encounter type the class implies when `Encounter.type` names none.
+    pub default_type: Option<&'static str>,
+}
+
+const fn reading(setting: Option<&'static str>, default_type: Option<&'static str>) -> ClassReading {
+    ClassReading { setting, default_type }
+}
+
+/// Every `Encounter.class` code Poplar reads: HL7 v3 ActCode (what R4 and UK Core send)
+/// and the older FHIR `encounter-class` codes (STU3 CareConnect, some R4 exports). The
+/// first five rows are the ones the generator writes (see [`ENCOUNTER_CLASSES`]) and read
+/// as they always have. Anything else is quarantined with the class named: the code comes
+/// from a closed vocabulary, so naming it tells a steward what to ask the source to fix.
+const CLASS_READINGS: [(&str, ClassReading); 18] = [
+    ("IMP", reading(Some("inpatient"), None)),
+    ("ACUTE", reading(Some("inpatient"), None)),
+    ("AMB", reading(Some("outpatient"), None)),
+    ("EMER", reading(Some("a&e"), None)),
+    ("HH", reading(Some("community"), None)),
+    // Non-acute inpatient stays (rehabilitation wards, community hospitals).
+    ("NONAC", reading(Some("inpatient"), None)),
+    // Short stay: admitted and discharged the same day.
+    ("SS", reading(Some("inpatient"), Some("day_case"))),
+    // Observation (clinical decision units) sits within the emergency department.
+    ("OBSENC", reading(Some("a&e"), None)),
+    // Pre-admission assessment happens in outpatient clinics.
+    ("PRENC", reading(Some("outpatient"), None)),
+    // Virtual: a video or telephone contact of whatever service the source runs.
+    ("VR", reading(None, Some("video"))),
+    // FHIR `encounter-class` (http://hl7.org/fhir/encounter-class).
+    ("inpatient", reading(Some("inpatient"), None)),
+    ("outpatient", reading(Some("outpatient"), None)),
+    ("ambulatory", reading(Some("outpatient"), None)),
+    ("emergency", reading(Some("a&e"), None)),
+    ("home", reading(Some("community"), None)),
+    ("daytime", reading(Some("inpatient"), Some("day_case"))),
+    ("virtual", reading(None, Some("video"))),
+    ("field", reading(None, None)),
+];
+
+/// How an encounter class code is read; `None` when Poplar does not know the code (the
+/// encounter is quarantined). An encounter that sends no class reads as before: the
+/// setting of its source.
+pub fn read_class(class: &str) -> Option<ClassReading> {
+    if class.is_empty() {
+        return Some(reading(None, None));
+    }
+    CLASS_READINGS.iter().find(|(c, _)| *c == class).map(|(_, r)| *r)
+}
+
 /// The setting an encounter class means; `None` for classes that do not name one (the
-/// encounter then takes the setting of its source).
+/// encounter then takes the setting of its source) and for unknown classes.
 pub fn setting_of_class(class: &str) -> Option<&'static str> {
-    ENCOUNTER_CLASSES
-        .iter()
-        .find(|(c, _)| *c == class)
-        .map(|(_, setting)| *setting)
+    read_class(class).and_then(|r| r.setting)
+}
+
+/// SNOMED CT encounter types (`Encounter.type` / `serviceType`) that say which of
+/// Poplar's categories an encounter is. The SNOMED code always lands as well
+/// (`encounters.encounter_snomed`); a code not listed here lands with no category.
+pub const SNOMED_ENCOUNTER_TYPES: [(i64, &str); 12] = [
+    (185317003, "telephone"),    // Telephone encounter
+    (185316007, "telephone"),    // Indirect encounter
+    (439708006, "home_visit"),   // Home visit
+    (185349003, "face_to_face"), // Encounter for check up
+    (185345009, "face_to_face"), // Encounter for symptom
+    (308335008, "face_to_face"), // Patient encounter procedure
+    (390906007, "follow_up"),    // Follow-up encounter
+    (183452005, "emergency"),    // Emergency hospital admission
+    (32485007, "elective"),      // Hospital admission (elective when sent alone)
+    (305408004, "transfer"),     // Admission by transfer
+    (183807002, "day_case"),     // Day case admission
+    (448337001, "video"),        // Telemedicine consultation with patient
+];
+
+/// The category a SNOMED CT encounter type stands for, if Poplar maps it.
+pub fn encounter_type_of_snomed(code: i64) -> Option<&'static str> {
+    SNOMED_ENCOUNTER_TYPES.iter().find(|(c, _)| *c == code).map(|(_, t)| *t)
+}
+
+/// Whether a sender's code or system may be named in a quarantine detail or the load
+/// summary: a short token of URI characters. Anything else might be free text (a
+/// clinician's note in the wrong field), so it is never echoed.
+pub fn nameable(code: &str) -> bool {
+    !code.is_empty()
+        && code.len() <= 120
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~:/#?=&%+".contains(&b))
 }
 
 /// The encounter class to send for a setting.
@@ -189,5 +278,28 @@ mod tests {
         assert_eq!(setting_of_class("EMER"), Some("a&e"));
         assert_eq!(setting_of_class("HH"), Some("community"));
         assert_eq!(setting_of_class("VR"), None);
+    }
+
+    #[test]
+    fn real_encounter_classes_read_and_unknown_ones_do_not() {
+        for (class, setting) in [
+            ("NONAC", Some("inpatient")),
+            ("SS", Some("inpatient")),
+            ("OBSENC", Some("a&e")),
+            ("PRENC", Some("outpatient")),
+            ("VR", None),
+            ("emergency", Some("a&e")),
+            ("", None),
+        ] {
+            assert_eq!(read_class(class).map(|r| r.setting), Some(setting), "{class}");
+        }
+        assert_eq!(read_class("VR").and_then(|r| r.default_type), Some("video"));
+        assert_eq!(read_class("XYZ"), None);
+        assert_eq!(read_class("amb"), None, "v3 codes are case-sensitive");
+        for (_, t) in SNOMED_ENCOUNTER_TYPES {
+            assert!(ENCOUNTER_TYPES.contains(&t), "{t}");
+        }
+        assert!(nameable("http://www.nlm.nih.gov/research/umls/rxnorm"));
+        assert!(!nameable("seen by Dr Smith"));
     }
 }

@@ -5,6 +5,7 @@
 mod common;
 mod crash_recovery;
 mod deidentification;
+mod fhir_shapes;
 mod landing;
 mod optout;
 mod quarantine;
