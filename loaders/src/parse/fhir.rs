@@ -493,8 +493,13 @@ fn encounter(resource: &Value, sink: &mut RowSink<'_>, person: PersonRef, file: 
         sink.quarantine(file, line, Reason::InvalidValue, detail);
         return;
     };
-    // Classes that do not name a setting take the setting of the source.
-    let setting = reading.setting.unwrap_or(sink.source_setting());
+    // Ambulatory care is the source's own not-admitted service; other classes that do not
+    // name a setting take the setting of the source.
+    let setting = match reading.setting {
+        Some(setting) => setting,
+        None if reading.ambulatory => sink.source_ambulatory_setting(),
+        None => sink.source_setting(),
+    };
     // `type` (a list) then `serviceType` (R4: one concept; a list in R5).
     let mut concepts: Vec<&Value> = Vec::new();
     for key in ["type", "serviceType"] {

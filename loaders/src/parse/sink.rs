@@ -5,7 +5,9 @@
 use chrono::NaiveDate;
 use std::collections::{HashMap, HashSet};
 
-use super::vocab::{CodeSystem, ENCOUNTER_TYPES, Sex, canonical_setting, ethnicity_group, event_setting};
+use super::vocab::{
+    CodeSystem, ENCOUNTER_TYPES, Sex, ambulatory_setting, canonical_setting, ethnicity_group, event_setting,
+};
 use super::{ParseContext, ParsedDelivery};
 use crate::dates::{EARLIEST, date32, first_of_month, parse_date};
 use crate::delivery::{Delivery, ManifestFile};
@@ -118,6 +120,11 @@ impl<'a> RowSink<'a> {
     /// The setting of the source's own records (by the kind of organisation).
     pub fn source_setting(&self) -> &'static str {
         self.setting
+    }
+
+    /// The setting of the source's ambulatory (`AMB`) encounters.
+    pub fn source_ambulatory_setting(&self) -> &'static str {
+        ambulatory_setting(self.ctx.source.org_type)
     }
 
     pub fn quarantine(&mut self, file: &str, line: u64, reason: Reason, detail: impl Into<String>) {

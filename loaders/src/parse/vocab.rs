@@ -142,10 +142,37 @@ pub struct ClassReading {
     pub setting: Option<&'static str>,
     /// The encounter type the class implies when `Encounter.type` names none.
     pub default_type: Option<&'static str>,
+    /// Ambulatory care (`AMB`): not admitted, at whatever service the source runs — a GP
+    /// consultation from a practice, an outpatient attendance from a hospital trust. See
+    /// [`ambulatory_setting`].
+    pub ambulatory: bool,
 }
 
 const fn reading(setting: Option<&'static str>, default_type: Option<&'static str>) -> ClassReading {
-    ClassReading { setting, default_type }
+    ClassReading {
+        setting,
+        default_type,
+        ambulatory: false,
+    }
+}
+
+const AMBULATORY_READING: ClassReading = ClassReading {
+    setting: None,
+    default_type: None,
+    ambulatory: true,
+};
+
+/// The setting of an ambulatory (`AMB`) encounter, by the kind of organisation that sent
+/// it: the same class means a GP consultation at a practice and an outpatient attendance
+/// at a hospital.
+pub fn ambulatory_setting(org_type: OrgType) -> &'static str {
+    match org_type {
+        OrgType::GpPractice => "gp",
+        OrgType::AcuteTrust => "outpatient",
+        OrgType::MentalHealthTrust => "mental_health",
+        OrgType::CommunityProvider => "community",
+        OrgType::SocialCare => "social_care",
+    }
 }
 
 /// Every `Encounter.class` code Poplar reads: HL7 v3 ActCode (what R4 and UK Core send)
@@ -156,7 +183,7 @@ const fn reading(setting: Option<&'static str>, default_type: Option<&'static st
 const CLASS_READINGS: [(&str, ClassReading); 18] = [
     ("IMP", reading(Some("inpatient"), None)),
     ("ACUTE", reading(Some("inpatient"), None)),
-    ("AMB", reading(Some("outpatient"), None)),
+    ("AMB", AMBULATORY_READING),
     ("EMER", reading(Some("a&e"), None)),
     ("HH", reading(Some("community"), None)),
     // Non-acute inpatient stays (rehabilitation wards, community hospitals).
@@ -172,7 +199,7 @@ const CLASS_READINGS: [(&str, ClassReading); 18] = [
     // FHIR `encounter-class` (http://hl7.org/fhir/encounter-class).
     ("inpatient", reading(Some("inpatient"), None)),
     ("outpatient", reading(Some("outpatient"), None)),
-    ("ambulatory", reading(Some("outpatient"), None)),
+    ("ambulatory", AMBULATORY_READING),
     ("emergency", reading(Some("a&e"), None)),
     ("home", reading(Some("community"), None)),
     ("daytime", reading(Some("inpatient"), Some("day_case"))),
@@ -274,7 +301,12 @@ mod tests {
         // Reading (what the parser lands).
         assert_eq!(setting_of_class("IMP"), Some("inpatient"));
         assert_eq!(setting_of_class("ACUTE"), Some("inpatient"));
-        assert_eq!(setting_of_class("AMB"), Some("outpatient"));
+        // AMB names no setting of its own: it takes the source's ambulatory setting.
+        assert_eq!(setting_of_class("AMB"), None);
+        assert_eq!(read_class("AMB").map(|r| r.ambulatory), Some(true));
+        assert_eq!(ambulatory_setting(OrgType::GpPractice), "gp");
+        assert_eq!(ambulatory_setting(OrgType::AcuteTrust), "outpatient");
+        assert_eq!(ambulatory_setting(OrgType::MentalHealthTrust), "mental_health");
         assert_eq!(setting_of_class("EMER"), Some("a&e"));
         assert_eq!(setting_of_class("HH"), Some("community"));
         assert_eq!(setting_of_class("VR"), None);

@@ -216,8 +216,9 @@ async fn uk_core_and_gp_connect_shapes_land_as_expected() {
     assert_eq!(
         got,
         [
-            "2020-01-05 - outpatient telephone 185317003",
-            "2024-03-01 - outpatient face_to_face 185349003",
+            // AMB from a GP practice is a GP consultation.
+            "2020-01-05 - gp telephone 185317003",
+            "2024-03-01 - gp face_to_face 185349003",
             // EMER at 23:30Z on 31 March 2024 is 00:30 BST on 1 April; an unmapped type.
             "2024-04-01 2024-04-01 a&e  50849002",
             // VR names no setting: the practice's own (gp), as a video consultation.
