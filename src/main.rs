@@ -75,10 +75,20 @@ fn init_logging() {
         .init();
 }
 
+/// Stack of each async worker thread.
+const WORKER_STACK_BYTES: usize = 8 << 20;
+
 fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // Query planning walks expression trees recursively. The engine bounds their size
+    // (`poplar_engine::limits`) for tokio's default 2 MiB stacks; bigger stacks are a
+    // margin on top, not the protection.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(WORKER_STACK_BYTES)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

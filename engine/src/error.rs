@@ -29,10 +29,19 @@ pub enum Rule {
     ReadOnlySql,
     /// Without disclosure control configured (no noise key), only stewards are answered.
     NoDisclosureControl,
+    /// The SQL is too long, nests too deep, or has too many expressions or list items
+    /// (checked before planning: see `limits`).
+    RequestSize,
+    /// The query needed more memory than the server gives one query.
+    MemoryLimit,
+    /// The query ran longer than the server's time limit and was stopped.
+    TimeLimit,
+    /// Too many failed sign-ins for this user name: further attempts wait.
+    SignInThrottle,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 8] = [
+    pub const ALL: [Rule; 12] = [
         Rule::AggregateOnly,
         Rule::SamePerson,
         Rule::ReleasedAggregates,
@@ -41,6 +50,10 @@ impl Rule {
         Rule::ExplainAnalyze,
         Rule::ReadOnlySql,
         Rule::NoDisclosureControl,
+        Rule::RequestSize,
+        Rule::MemoryLimit,
+        Rule::TimeLimit,
+        Rule::SignInThrottle,
     ];
 
     /// The stable identifier recorded in the audit log and sent in `poplar-rule`.
@@ -54,6 +67,10 @@ impl Rule {
             Rule::ExplainAnalyze => "explain_analyze",
             Rule::ReadOnlySql => "read_only_sql",
             Rule::NoDisclosureControl => "no_disclosure_control",
+            Rule::RequestSize => "request_size",
+            Rule::MemoryLimit => "memory_limit",
+            Rule::TimeLimit => "time_limit",
+            Rule::SignInThrottle => "sign_in_throttle",
         }
     }
 
@@ -73,6 +90,10 @@ impl Rule {
             Rule::ExplainAnalyze => "disclosure control, EXPLAIN ANALYZE is for stewards only",
             Rule::ReadOnlySql => "SQL policy (one read-only query)",
             Rule::NoDisclosureControl => "access (this server has no disclosure control configured)",
+            Rule::RequestSize => "request limits (size of the SQL)",
+            Rule::MemoryLimit => "resource limits (memory for one query)",
+            Rule::TimeLimit => "resource limits (time for one query)",
+            Rule::SignInThrottle => "sign-in limits (too many failed attempts)",
         }
     }
 }
@@ -192,8 +213,27 @@ fn carried(e: &DataFusionError) -> Option<&EngineError> {
     }
 }
 
+/// Whether DataFusion ran out of a query's memory pool, however it wrapped the error.
+fn out_of_memory(e: &DataFusionError) -> bool {
+    match e {
+        DataFusionError::ResourcesExhausted(_) => true,
+        DataFusionError::Context(_, inner) => out_of_memory(inner),
+        DataFusionError::Shared(inner) => out_of_memory(inner),
+        DataFusionError::External(inner) => inner.downcast_ref::<DataFusionError>().is_some_and(out_of_memory),
+        _ => false,
+    }
+}
+
 impl From<DataFusionError> for EngineError {
     fn from(e: DataFusionError) -> Self {
+        if out_of_memory(&e) {
+            // DataFusion's message names operators and byte counts, never data, but the
+            // user needs what to do rather than which operator.
+            return EngineError::refused(
+                Rule::MemoryLimit,
+                "the query needed more memory than one query may use; narrow it (fewer groups, a smaller join) and try again",
+            );
+        }
         match carried(&e) {
             Some(EngineError::Refused { rule, message }) => EngineError::refused(*rule, message.clone()),
             Some(EngineError::InvalidRequest(message)) => EngineError::InvalidRequest(message.clone()),
@@ -229,7 +269,9 @@ impl From<EngineError> for tonic::Status {
             Class::Unauthenticated => tonic::Status::unauthenticated(message),
             Class::Refused(rule) => {
                 let code = match rule {
-                    Rule::QueryBudget => tonic::Code::ResourceExhausted,
+                    Rule::QueryBudget | Rule::MemoryLimit | Rule::SignInThrottle => tonic::Code::ResourceExhausted,
+                    Rule::TimeLimit => tonic::Code::DeadlineExceeded,
+                    Rule::RequestSize => tonic::Code::InvalidArgument,
                     Rule::AggregateOnly
                     | Rule::SamePerson
                     | Rule::ReleasedAggregates

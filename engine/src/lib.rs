@@ -7,6 +7,9 @@
 //!   picks both the gRPC code and the audit outcome;
 //! - [`disclosure`]: the analyzer rule, the release operator, noise, policy, budgets;
 //!   [`audit`]: the hash-chained log; [`auth`]: users and tokens; [`udfs`]: SQL functions;
+//! - [`connections`]: accepting connections within a cap and silence timeouts;
+//! - [`limits`]: how large a request's SQL may be (measured before it is planned), and
+//!   the slots, memory and time a running query gets;
 //! - [`catalog`]: one snapshot's tables, views and functions ([`as_of`]: registers as of
 //!   any date), given extra tables (the audit log) by the server;
 //! - [`session`]: one request's session with its policy installed;
@@ -19,11 +22,13 @@ mod as_of;
 pub mod audit;
 pub mod auth;
 pub mod catalog;
+pub mod connections;
 pub mod disclosure;
 pub mod error;
 pub mod flight;
 pub mod gate;
 pub mod identity;
+pub mod limits;
 pub mod server;
 pub mod session;
 mod sync;

@@ -17,9 +17,13 @@ use crate::catalog::{ExtraTable, SnapshotCatalog, Visibility};
 use crate::disclosure::{Disclosure, Policy};
 use crate::flight::PoplarFlightSql;
 use crate::gate::Gate;
+use crate::limits::Limits;
 
-/// Largest gRPC message accepted (a prepared statement's bound parameters, a long query).
-const MAX_DECODING_MESSAGE_BYTES: usize = 64 << 20;
+/// Largest gRPC message accepted: room for the longest SQL `limits` accepts and a prepared
+/// statement's bound parameters, far from what one message could do to memory.
+const MAX_DECODING_MESSAGE_BYTES: usize = 8 << 20;
+/// How long a client has to acknowledge a keep-alive ping before its connection is closed.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[derive(Debug)]
 pub struct ServeOptions {
@@ -33,6 +37,8 @@ pub struct ServeOptions {
     pub drain: Duration,
     /// Disclosure control for every role but steward. None: stewards only.
     pub disclosure: Option<Policy>,
+    /// How large, heavy and long a request may be.
+    pub limits: Limits,
 }
 
 /// A running server: its bound address and a handle to stop it.
@@ -91,7 +97,13 @@ async fn gate(options: &ServeOptions) -> Result<(Arc<Gate>, Arc<SnapshotCatalog>
         Some(d) => restore_budgets(d, &options.store).await?,
         None => tracing::warn!("no noise key: disclosure control is off, so only stewards may query"),
     }
-    let gate = Gate::new(catalog.clone(), Arc::new(Authenticator::new(users)), disclosure, audit);
+    let gate = Gate::new(
+        catalog.clone(),
+        Arc::new(Authenticator::new(users)),
+        disclosure,
+        audit,
+        options.limits,
+    );
     Ok((Arc::new(gate), catalog))
 }
 
@@ -105,8 +117,11 @@ pub async fn start(options: ServeOptions) -> Result<Running, EngineError> {
     let addr = listener
         .local_addr()
         .map_err(|e| EngineError::Server(format!("no local address: {e}")))?;
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let mut builder = Server::builder();
+    let connections = options.limits.connections;
+    let incoming = crate::connections::incoming(listener, connections);
+    let mut builder = Server::builder()
+        .http2_keepalive_interval(Some(connections.keepalive_interval()))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT));
     if let Some((cert, key)) = &options.tls {
         let read = |p: &PathBuf| std::fs::read(p).map_err(|e| EngineError::Server(format!("{}: {e}", p.display())));
         let identity = Identity::from_pem(read(cert)?, read(key)?);

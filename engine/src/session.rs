@@ -6,16 +6,20 @@ use arrow::array::RecordBatch;
 use deltalake::datafusion::dataframe::DataFrame;
 use deltalake::datafusion::execution::SessionStateBuilder;
 use deltalake::datafusion::execution::context::SQLOptions;
+use deltalake::datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use deltalake::datafusion::execution::session_state::SessionState;
 use deltalake::datafusion::logical_expr::LogicalPlan;
 use deltalake::datafusion::sql::parser::{DFParserBuilder, Statement};
 use deltalake::datafusion::sql::sqlparser::dialect::dialect_from_str;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use crate::catalog::SnapshotContext;
 use crate::disclosure::{self, Disclosure, ReleaseStats};
 use crate::error::{EngineError, Rule};
 use crate::identity::{Principal, Role};
+use crate::limits::SqlLimits;
 
 /// The SQL a role may send. No role may change data or the session through SQL: Poplar's
 /// data changes only through its loaders. Stewards may use session statements (`SET`,
@@ -27,6 +31,10 @@ pub fn sql_options(role: Role) -> SQLOptions {
         .with_allow_statements(role == Role::Steward)
 }
 
+/// How many of a query's largest memory consumers a memory-limit error names (operators,
+/// not data).
+const TOP_CONSUMERS: NonZeroUsize = NonZeroUsize::MIN.saturating_add(2);
+
 /// What a refused statement's message adds, so the user knows what is allowed.
 const READ_ONLY: &str = "Poplar accepts one read-only query: no DDL, DML, COPY, SET or external tables";
 
@@ -34,6 +42,7 @@ const READ_ONLY: &str = "Poplar accepts one read-only query: no DDL, DML, COPY, 
 /// what disclosure control did to the answer (for the audit log).
 pub struct QuerySession {
     state: SessionState,
+    limits: SqlLimits,
     pub principal: Principal,
     pub stats: Arc<ReleaseStats>,
 }
@@ -54,11 +63,13 @@ impl QuerySession {
         principal: &Principal,
         disclosure: Option<&Disclosure>,
     ) -> Result<Self, EngineError> {
+        let limits = SqlLimits::default();
         let stats = Arc::new(ReleaseStats::default());
         let state = snapshot.context.state();
         if principal.is_steward() {
             return Ok(Self {
                 state,
+                limits,
                 principal: principal.clone(),
                 stats,
             });
@@ -73,9 +84,31 @@ impl QuerySession {
         let state = disclosure::install(builder, disclosure, principal, snapshot.steward_only(), stats.clone()).build();
         Ok(Self {
             state,
+            limits,
             principal: principal.clone(),
             stats,
         })
+    }
+
+    /// Measure the SQL against `limits` instead of the defaults (a server's configuration).
+    pub fn with_limits(mut self, limits: SqlLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Give this request its own memory pool of `bytes`: operators that can spill (sorts,
+    /// aggregations) spill to disk within it, and one that cannot fails with
+    /// `ResourcesExhausted`, which the gate turns into a memory-limit refusal. The pool is
+    /// the request's alone, so one heavy query cannot take another's memory.
+    pub fn with_memory_limit(mut self, bytes: usize) -> Result<Self, EngineError> {
+        let pool = TrackConsumersPool::new(FairSpillPool::new(bytes), TOP_CONSUMERS);
+        let runtime = RuntimeEnvBuilder::from_runtime_env(self.state.runtime_env())
+            .with_memory_pool(Arc::new(pool))
+            .build_arc()?;
+        self.state = SessionStateBuilder::new_from_existing(self.state)
+            .with_runtime_env(runtime)
+            .build();
+        Ok(self)
     }
 
     /// Plan the caller's SQL under their role's policy: exactly one read-only statement,
@@ -110,8 +143,11 @@ impl QuerySession {
     }
 
     /// The one statement in `sql`. Parsed here rather than by DataFusion so that several
-    /// statements are a typed refusal, not an error message to search.
+    /// statements are a typed refusal, not an error message to search, and so that its size
+    /// is measured (for every role: a steward's query can take the server down too) before
+    /// anything recursive walks it.
     fn one_statement(&self, sql: &str) -> Result<Statement, EngineError> {
+        self.limits.check_text(sql)?;
         let options = self.state.config_options();
         let dialect = dialect_from_str(options.sql_parser.dialect)
             .ok_or_else(|| EngineError::Config(format!("unsupported SQL dialect {}", options.sql_parser.dialect)))?;
@@ -121,7 +157,10 @@ impl QuerySession {
             .build()?
             .parse_statements()?;
         match (statements.pop_front(), statements.is_empty()) {
-            (Some(statement), true) => Ok(statement),
+            (Some(statement), true) => {
+                self.limits.check_statement(&statement)?;
+                Ok(statement)
+            }
             (None, _) => Err(EngineError::InvalidRequest("no SQL statement was sent".into())),
             (Some(_), false) => Err(EngineError::refused(
                 Rule::ReadOnlySql,

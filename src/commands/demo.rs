@@ -195,6 +195,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         refresh: Duration::from_secs(2),
         drain: Duration::from_secs(10),
         disclosure: super::serve::disclosure_policy(Some(&noise_key), None)?,
+        limits: poplar_engine::limits::Limits::default(),
     })
     .await?;
     let url = format!("grpc://{}", running.addr);

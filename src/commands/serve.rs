@@ -4,6 +4,7 @@
 use anyhow::Context;
 use clap::Args;
 use poplar_engine::disclosure::Policy;
+use poplar_engine::limits::{ConnectionLimits, Limits, QueryLimits, SqlLimits};
 use poplar_engine::server::{ServeOptions, shutdown_signal, start};
 use poplar_loaders::Store;
 use std::net::SocketAddr;
@@ -39,6 +40,76 @@ pub struct ServeArgs {
     /// Seconds in-flight queries may run after SIGTERM or Ctrl-C.
     #[arg(long, default_value_t = 30, env = "POPLAR_SERVE_DRAIN_SECS")]
     drain_secs: u64,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// How large, heavy and long requests may be (see `poplar_engine::limits`).
+#[derive(Args, Debug, Clone)]
+pub struct LimitArgs {
+    /// Memory for all running queries together (e.g. 4GiB, 512MiB); each of the
+    /// concurrent queries gets an equal share and spills to disk or stops within it.
+    #[arg(long, default_value = "4GiB", env = "POPLAR_MEMORY_LIMIT", value_parser = parse_bytes)]
+    memory_limit: usize,
+    /// Queries that run at once; more wait for a slot within their time limit.
+    #[arg(long, default_value_t = 4, env = "POPLAR_MAX_CONCURRENT_QUERIES", value_parser = clap::value_parser!(u16).range(1..))]
+    max_concurrent_queries: u16,
+    /// Seconds a query may take, waiting for a slot included; then it is stopped.
+    #[arg(long, default_value_t = 300, env = "POPLAR_QUERY_TIMEOUT_SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    query_timeout_secs: u64,
+    /// Largest SQL text accepted, in bytes.
+    #[arg(long, default_value = "256KiB", env = "POPLAR_MAX_SQL_BYTES", value_parser = parse_bytes)]
+    max_sql_bytes: usize,
+    /// Open connections at once; more are closed when accepted.
+    #[arg(long, default_value_t = 512, env = "POPLAR_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Seconds a connection may stay silent before it is closed (a live client is pinged
+    /// more often than this).
+    #[arg(long, default_value_t = 120, env = "POPLAR_IDLE_TIMEOUT_SECS", value_parser = clap::value_parser!(u64).range(4..))]
+    idle_timeout_secs: u64,
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> Limits {
+        let defaults = Limits::default();
+        Limits {
+            sql: SqlLimits {
+                max_bytes: self.max_sql_bytes,
+                ..defaults.sql
+            },
+            query: QueryLimits {
+                memory_bytes: self.memory_limit,
+                concurrent: usize::from(self.max_concurrent_queries),
+                time: Duration::from_secs(self.query_timeout_secs),
+            },
+            connections: ConnectionLimits {
+                max: self.max_connections as usize,
+                idle: Duration::from_secs(self.idle_timeout_secs),
+                ..defaults.connections
+            },
+        }
+    }
+}
+
+/// A size such as `4GiB`, `512MiB`, `64KiB` or a number of bytes.
+fn parse_bytes(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: usize = number
+        .parse()
+        .map_err(|_| "expected a number of bytes, optionally with KiB, MiB or GiB".to_string())?;
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "KiB" | "K" | "KB" => 10,
+        "MiB" | "M" | "MB" => 20,
+        "GiB" | "G" | "GB" => 30,
+        other => return Err(format!("unknown unit {other:?}: use KiB, MiB or GiB")),
+    };
+    number
+        .checked_mul(1 << shift)
+        .filter(|&bytes| bytes > 0)
+        .ok_or_else(|| "the size must be more than 0 and fit in memory".to_string())
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -52,6 +123,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         refresh: Duration::from_secs(args.refresh_secs.max(1)),
         drain: Duration::from_secs(args.drain_secs),
         disclosure: disclosure_policy(args.noise_key_file.as_deref(), args.disclosure.as_deref())?,
+        limits: args.limits.limits(),
     })
     .await?;
     println!("poplar: serving Arrow Flight SQL at {scheme}://{}", running.addr);
@@ -74,4 +146,20 @@ pub fn disclosure_policy(key_file: Option<&Path>, settings: Option<&Path>) -> an
         },
     };
     Ok(Some(Policy::from_file(key.trim_ascii().to_vec(), settings)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_bytes("4GiB"), Ok(4 << 30));
+        assert_eq!(parse_bytes("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_bytes("256KiB"), Ok(256 << 10));
+        assert_eq!(parse_bytes("1000"), Ok(1000));
+        assert!(parse_bytes("0").is_err());
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("4TB").is_err());
+    }
 }

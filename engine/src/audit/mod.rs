@@ -72,11 +72,35 @@ pub enum AuditRequest {
     SignIn,
 }
 
+/// The most of any one text (SQL, a parameter, a claimed user name) an entry keeps. A
+/// longer text is cut, and the entry says how long it was and gives its SHA-256, so the
+/// log stays small whatever a client sends and the request can still be matched.
+pub const MAX_TEXT_BYTES: usize = 256 << 10;
+
+/// `text`, or its first [`MAX_TEXT_BYTES`] (on a character boundary) with its length and
+/// hash when longer.
+pub fn bounded(text: String) -> String {
+    if text.len() <= MAX_TEXT_BYTES {
+        return text;
+    }
+    let mut end = MAX_TEXT_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()));
+    format!("{}… [cut: {} bytes in all, sha256 {digest}]", &text[..end], text.len())
+}
+
 impl AuditRequest {
     pub fn sql(text: impl Into<String>) -> Self {
+        Self::sql_with_parameters(text, Vec::new())
+    }
+
+    /// A statement and its bound parameters (as text), each bounded to [`MAX_TEXT_BYTES`].
+    pub fn sql_with_parameters(text: impl Into<String>, parameters: Vec<String>) -> Self {
         AuditRequest::Sql {
-            text: text.into(),
-            parameters: Vec::new(),
+            text: bounded(text.into()),
+            parameters: parameters.into_iter().map(bounded).collect(),
         }
     }
 
@@ -207,7 +231,7 @@ impl AuditRecord {
     /// never the token — and the role they claim nothing for.
     pub fn claimed(user: &str, role: &str, request: AuditRequest) -> Self {
         Self {
-            user: user.to_string(),
+            user: bounded(user.to_string()),
             role: role.to_string(),
             request,
             plan_hash: None,
@@ -322,4 +346,27 @@ pub(crate) fn sample_record(n: u64) -> AuditRecord {
     );
     r.rows = n;
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_texts_are_cut_with_their_length_and_hash() {
+        let short = "SELECT 1".to_string();
+        assert_eq!(bounded(short.clone()), short);
+        // A multi-byte character straddling the cut must not split.
+        let long = format!("{}é{}", "a".repeat(MAX_TEXT_BYTES - 1), "b".repeat(1 << 20));
+        let kept = bounded(long.clone());
+        assert!(kept.len() < MAX_TEXT_BYTES + 200, "{}", kept.len());
+        assert!(kept.contains(&format!("{} bytes in all", long.len())));
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(long.as_bytes()));
+        assert!(kept.ends_with(&format!("sha256 {digest}]")));
+        let AuditRequest::Sql { text, parameters } = AuditRequest::sql_with_parameters(long.clone(), vec![long]) else {
+            panic!("an SQL request");
+        };
+        assert_eq!(text, kept);
+        assert_eq!(parameters, vec![kept]);
+    }
 }

@@ -172,10 +172,7 @@ impl PoplarFlightSql {
 
     /// What a statement request records: its SQL and, once bound, its parameters.
     fn audit_request(handle: &StatementHandle, params: &[deltalake::datafusion::scalar::ScalarValue]) -> AuditRequest {
-        AuditRequest::Sql {
-            text: handle.sql.clone(),
-            parameters: params.iter().map(ToString::to_string).collect(),
-        }
+        AuditRequest::sql_with_parameters(handle.sql.clone(), params.iter().map(ToString::to_string).collect())
     }
 
     /// The schema of a statement, planned under the caller's policy.

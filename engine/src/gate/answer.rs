@@ -1,6 +1,7 @@
 //! An answer on its way out: the record batches of an executed plan, counted, with a
 //! non-steward's run-time errors withheld, and the audit entry completed when the stream
-//! ends (or cancelled when it is dropped).
+//! ends (or cancelled when it is dropped). The answer holds its query's slot, and stops
+//! the query's work when its time limit passes.
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -9,9 +10,15 @@ use deltalake::datafusion::execution::SendableRecordBatchStream;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 
+use std::time::Duration;
+
+use tokio::time::Instant;
+
 use super::guard::AuditGuard;
 use crate::EngineError;
 use crate::audit::Outcome;
+use crate::error::Rule;
+use crate::limits::Slot;
 
 /// What a non-steward sees when their query fails while running. A run-time error can
 /// quote a value it choked on (a failed cast, say), so its text is for stewards only.
@@ -42,10 +49,22 @@ impl Answer {
 }
 
 struct Streaming {
-    batches: SendableRecordBatchStream,
+    /// Dropped (and with it the query's work) when the answer ends early.
+    batches: Option<SendableRecordBatchStream>,
+    /// The query's slot, held until its answer ends.
+    _slot: Slot,
+    deadline: Instant,
+    time_limit: Duration,
     /// Present until the completing entry has been written.
     guard: Option<AuditGuard>,
     steward: bool,
+}
+
+/// What a running answer holds besides its batches: its slot and its time limit.
+pub(crate) struct Running {
+    pub slot: Slot,
+    pub deadline: Instant,
+    pub time_limit: Duration,
 }
 
 pub(crate) fn stream(
@@ -53,32 +72,62 @@ pub(crate) fn stream(
     batches: SendableRecordBatchStream,
     guard: AuditGuard,
     steward: bool,
+    running: Running,
 ) -> Answer {
     let state = Streaming {
-        batches,
+        batches: Some(batches),
+        _slot: running.slot,
+        deadline: running.deadline,
+        time_limit: running.time_limit,
         guard: Some(guard),
         steward,
     };
     let batches = futures::stream::unfold(state, |mut state| async move {
         let guard = state.guard.as_mut()?;
-        match state.batches.next().await {
-            Some(Ok(batch)) => {
+        let next = tokio::time::timeout_at(state.deadline, state.batches.as_mut()?.next()).await;
+        match next {
+            Ok(Some(Ok(batch))) => {
                 guard.count_rows(batch.num_rows());
                 Some((Ok(batch), state))
             }
-            Some(Err(e)) => {
+            Err(_elapsed) => {
+                // Stop the work now, not when the transport drops the answer.
+                state.batches = None;
                 let guard = state.guard.take()?;
-                let failed = Outcome::Failed {
-                    message: FAILED_WHILE_STREAMING.into(),
-                };
-                let error = match guard.finish(failed).await {
+                let limit = EngineError::refused(
+                    Rule::TimeLimit,
+                    format!(
+                        "the query ran longer than {} s and was stopped",
+                        state.time_limit.as_secs()
+                    ),
+                );
+                let error = match guard.finish(Outcome::from(&limit)).await {
                     Err(audit) => audit,
-                    Ok(()) if state.steward => EngineError::from(e),
+                    Ok(()) => limit,
+                };
+                Some((Err(error), state))
+            }
+            Ok(Some(Err(e))) => {
+                state.batches = None;
+                let guard = state.guard.take()?;
+                let error = EngineError::from(e);
+                // A limit refusal names no data: everyone may read it. Any other run-time
+                // error's text may quote a value.
+                let outcome = match error.rule() {
+                    Some(_) => Outcome::from(&error),
+                    None => Outcome::Failed {
+                        message: FAILED_WHILE_STREAMING.into(),
+                    },
+                };
+                let error = match guard.finish(outcome).await {
+                    Err(audit) => audit,
+                    Ok(()) if state.steward || error.rule().is_some() => error,
                     Ok(()) => EngineError::from(DataFusionError::Execution(WITHHELD.into())),
                 };
                 Some((Err(error), state))
             }
-            None => {
+            Ok(None) => {
+                state.batches = None;
                 let guard = state.guard.take()?;
                 match guard.finish(Outcome::Answered).await {
                     Ok(()) => None,

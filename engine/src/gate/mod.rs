@@ -15,6 +15,7 @@
 
 mod answer;
 mod guard;
+mod throttle;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -28,6 +29,8 @@ use sha2::{Digest, Sha256};
 
 pub use answer::Answer;
 use guard::{AuditGuard, elapsed_ms};
+use throttle::Throttle;
+pub use throttle::{FAILURE_DELAY, MAX_FAILURES, WINDOW as SIGN_IN_WINDOW};
 
 use crate::audit::{AuditLog, AuditRecord, AuditRequest, Outcome};
 use crate::auth::Authenticator;
@@ -35,6 +38,7 @@ use crate::catalog::{SnapshotCatalog, SnapshotContext};
 use crate::disclosure::Disclosure;
 use crate::error::EngineError;
 use crate::identity::Principal;
+use crate::limits::{Admission, Limits};
 use crate::session::QuerySession;
 
 /// The role recorded for a caller who is not authenticated.
@@ -49,6 +53,11 @@ pub struct Gate {
     /// None: only stewards may query (no disclosure control configured).
     disclosure: Option<Arc<Disclosure>>,
     audit: Arc<AuditLog>,
+    limits: Limits,
+    /// Slots for running queries (see [`crate::limits`]).
+    admission: Admission,
+    /// Recent failed sign-ins by user name.
+    throttle: Throttle,
 }
 
 impl Gate {
@@ -57,12 +66,16 @@ impl Gate {
         auth: Arc<Authenticator>,
         disclosure: Option<Arc<Disclosure>>,
         audit: Arc<AuditLog>,
+        limits: Limits,
     ) -> Self {
         Self {
             catalog,
             auth,
             disclosure,
             audit,
+            limits,
+            admission: Admission::new(limits.query),
+            throttle: Throttle::default(),
         }
     }
 
@@ -76,7 +89,11 @@ impl Gate {
     pub async fn authenticate(&self, bearer: Result<&str, EngineError>, rpc: &str) -> Result<Principal, EngineError> {
         match bearer.and_then(|token| self.auth.check_bearer(token)) {
             Ok(principal) => Ok(principal),
-            Err(e) => Err(self.refuse_anonymous(rpc, e).await),
+            Err(e) => {
+                // As slow as a failed sign-in: guessing tokens here is no faster.
+                tokio::time::sleep(FAILURE_DELAY).await;
+                Err(self.refuse_anonymous(rpc, e).await)
+            }
         }
     }
 
@@ -88,11 +105,19 @@ impl Gate {
     }
 
     /// Basic sign-in: `user` with their token as password. Returns the principal and a new
-    /// session token. Audited either way, with the user name as claimed.
+    /// session token. Audited either way, with the user name as claimed. A failure is
+    /// answered after [`FAILURE_DELAY`]; after [`MAX_FAILURES`] in a window the name is
+    /// refused whatever the token (see `throttle`).
     pub async fn sign_in(&self, user: &str, token: &str) -> Result<(Principal, String), EngineError> {
         let started = Instant::now();
+        if let Err(throttled) = self.throttle.check(user, started) {
+            tokio::time::sleep(FAILURE_DELAY).await;
+            let record = AuditRecord::claimed(user, NO_ROLE, AuditRequest::SignIn);
+            return Err(self.record_end(record, started, throttled).await);
+        }
         match self.auth.sign_in(user, token) {
             Ok((principal, session)) => {
+                self.throttle.succeeded(user);
                 let mut record = AuditRecord::new(&principal, AuditRequest::SignIn);
                 record.duration_ms = elapsed_ms(started);
                 self.audit.append(record).await?;
@@ -100,6 +125,8 @@ impl Gate {
                 Ok((principal, session))
             }
             Err(e) => {
+                self.throttle.failed(user, started);
+                tokio::time::sleep(FAILURE_DELAY).await;
                 let record = AuditRecord::claimed(user, NO_ROLE, AuditRequest::SignIn);
                 Err(self.record_end(record, started, e).await)
             }
@@ -191,6 +218,13 @@ impl Request<'_> {
     /// answer, whose stream releases through disclosure control (the `Protect` operators
     /// in the plan) and completes the audit entry written before its first row.
     pub async fn run(mut self, sql: &str, params: Vec<ScalarValue>) -> Result<Answer, EngineError> {
+        // The time limit runs from here: waiting for a slot counts.
+        let time_limit = self.gate.limits.query.time;
+        let deadline = tokio::time::Instant::now() + time_limit;
+        let slot = match self.gate.admission.admit(time_limit).await {
+            Ok(slot) => slot,
+            Err(e) => return Err(self.fail(e).await),
+        };
         let planned = match self.plan(sql, params).await {
             Ok(planned) => planned,
             Err(e) => return Err(self.fail(e).await),
@@ -216,7 +250,18 @@ impl Request<'_> {
             EngineError::Audit("the audit log could not be written; no answer is given without it".into())
         })?;
         tracing::info!(user = %self.principal.user, role = %self.principal.role, "answering");
-        Ok(answer::stream(schema, batches, guard, self.principal.is_steward()))
+        let running = answer::Running {
+            slot,
+            deadline,
+            time_limit,
+        };
+        Ok(answer::stream(
+            schema,
+            batches,
+            guard,
+            self.principal.is_steward(),
+            running,
+        ))
     }
 
     /// End the request with `error` (e.g. the transport could not decode what was sent):
@@ -227,7 +272,9 @@ impl Request<'_> {
 
     /// The caller's session and their statement's logical plan, under their policy.
     async fn logical(&mut self, sql: &str) -> Result<(QuerySession, LogicalPlan), EngineError> {
-        let session = QuerySession::new(&self.gate.snapshot(), &self.principal, self.gate.disclosure.as_deref())?;
+        let session = QuerySession::new(&self.gate.snapshot(), &self.principal, self.gate.disclosure.as_deref())?
+            .with_limits(self.gate.limits.sql)
+            .with_memory_limit(self.gate.limits.query.memory_per_query())?;
         let plan = session.plan(sql).await?;
         self.record.plan_hash = Some(plan_hash(&plan));
         Ok((session, plan))

@@ -14,6 +14,7 @@ use poplar_engine::audit::{self, AuditEntry, AuditRequest, Outcome};
 use poplar_engine::auth::UsersFile;
 use poplar_engine::disclosure::Policy;
 use poplar_engine::error::RULE_METADATA;
+use poplar_engine::limits::{Limits, QueryLimits};
 use poplar_engine::server::{Running, ServeOptions, start};
 use poplar_engine::{Role, Rule};
 use poplar_loaders::Store;
@@ -32,6 +33,10 @@ struct Served {
 }
 
 async fn serve() -> Served {
+    serve_with(Limits::default()).await
+}
+
+async fn serve_with(limits: Limits) -> Served {
     let dir = tempfile::tempdir().expect("tempdir");
     fixture(dir.path()).await;
     let users = dir.path().join("users.toml");
@@ -46,6 +51,7 @@ async fn serve() -> Served {
         refresh: Duration::from_secs(3600),
         drain: Duration::from_secs(5),
         disclosure: Some(Policy::new(NOISE_KEY.to_vec()).expect("policy")),
+        limits,
     })
     .await
     .expect("serve");
@@ -253,6 +259,118 @@ async fn a_client_that_leaves_mid_answer_is_recorded_as_cancelled() {
         .expect("provisional entry");
     assert_eq!(cancelled.record.completes, Some(started.seq));
     assert!(cancelled.record.rows > 0, "rows that left are counted");
+    let report = audit::verify(&served.store).await.expect("verify");
+    assert!(report.is_ok(), "{:?}", report.problems);
+    served.running.stop().await.expect("stop");
+}
+
+/// Run `sql` to its end as `token`: the rows, or the status it failed with.
+async fn run(flight: &mut FlightServiceClient<Channel>, sql: &str, token: &str) -> Result<usize, tonic::Status> {
+    let info = flight
+        .get_flight_info(with_token(statement(sql), token))
+        .await?
+        .into_inner();
+    let ticket = info.endpoint[0].ticket.clone().expect("ticket");
+    let mut answer = flight.do_get(with_token(ticket, token)).await?.into_inner();
+    let mut messages = 0;
+    while let Some(message) = answer.next().await {
+        message?;
+        messages += 1;
+    }
+    Ok(messages)
+}
+
+fn rule_of(status: &tonic::Status) -> Option<Rule> {
+    status
+        .metadata()
+        .get(RULE_METADATA)
+        .and_then(|v| v.to_str().ok())
+        .and_then(Rule::from_id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_hold_over_grpc_and_the_server_keeps_answering() {
+    let limits = Limits {
+        query: QueryLimits {
+            time: Duration::from_secs(2),
+            ..QueryLimits::default()
+        },
+        ..Limits::default()
+    };
+    let served = serve_with(limits).await;
+    let mut flight = client(served.running.addr).await;
+
+    // The red team's stack-overflow query: refused before planning, typed, audited.
+    let chain = format!(
+        "SELECT count(*) AS n FROM patients WHERE imd_decile = {}",
+        vec!["1"; 2_000].join("+")
+    );
+    let refused = run(&mut flight, &chain, &served.commissioner)
+        .await
+        .expect_err("too deep");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert_eq!(rule_of(&refused), Some(Rule::RequestSize));
+    eventually(&served.store, |e| {
+        e.record.outcome.rule() == Some(Rule::RequestSize.id()) && e.record.user == "cam"
+    })
+    .await;
+
+    // A query that would run for minutes is stopped at the time limit; its work is dropped.
+    let endless = "SELECT count(*) AS n FROM generate_series(1, 1000000000000) AS t(v)";
+    let started = std::time::Instant::now();
+    let stopped = run(&mut flight, endless, &served.steward).await.expect_err("stopped");
+    assert_eq!(stopped.code(), tonic::Code::DeadlineExceeded, "{stopped}");
+    assert_eq!(rule_of(&stopped), Some(Rule::TimeLimit));
+    assert!(started.elapsed() < Duration::from_secs(30), "stopped near the limit");
+    let is_endless = |e: &AuditEntry| matches!(&e.record.request, AuditRequest::Sql { text, .. } if text == endless);
+    let logged = eventually(&served.store, |e| {
+        is_endless(e) && e.record.outcome.rule() == Some(Rule::TimeLimit.id())
+    })
+    .await;
+    assert!(logged.record.completes.is_some(), "completes the provisional entry");
+
+    // And the server still answers.
+    run(&mut flight, "SELECT count(*) AS n FROM patients", &served.steward)
+        .await
+        .expect("still serving");
+
+    // Failed sign-ins are slowed, then the name is refused even with the right token.
+    let sign_in = |user: &str, token: &str| {
+        let mut request = tonic::Request::new(futures::stream::iter([HandshakeRequest::default()]));
+        let basic = format!("Basic {}", base64_encode(&format!("{user}:{token}")));
+        request
+            .metadata_mut()
+            .insert("authorization", basic.parse().expect("header"));
+        request
+    };
+    let started = std::time::Instant::now();
+    for _ in 0..poplar_engine::gate::MAX_FAILURES {
+        let refused = flight
+            .handshake(sign_in("cam", "ppl_wrong"))
+            .await
+            .expect_err("wrong token");
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    }
+    assert!(
+        started.elapsed() >= poplar_engine::gate::FAILURE_DELAY * poplar_engine::gate::MAX_FAILURES as u32,
+        "each failure waited"
+    );
+    let throttled = flight
+        .handshake(sign_in("cam", &served.commissioner))
+        .await
+        .expect_err("throttled");
+    assert_eq!(throttled.code(), tonic::Code::ResourceExhausted);
+    assert_eq!(rule_of(&throttled), Some(Rule::SignInThrottle));
+    eventually(&served.store, |e| {
+        e.record.request == AuditRequest::SignIn && e.record.outcome.rule() == Some(Rule::SignInThrottle.id())
+    })
+    .await;
+    // Another user is not affected.
+    flight
+        .handshake(sign_in("sam", &served.steward))
+        .await
+        .expect("sam signs in");
+
     let report = audit::verify(&served.store).await.expect("verify");
     assert!(report.is_ok(), "{:?}", report.problems);
     served.running.stop().await.expect("stop");
