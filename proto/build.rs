@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 use prost::Message;
 
-const PROTOS: &[&str] = &["proto/poplar/flightsql/v1/statement.proto"];
+const PROTOS: &[&str] = &[
+    "proto/poplar/flightsql/v1/statement.proto",
+    "proto/poplar/measures/v1/measures.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     for proto in PROTOS {

@@ -1,6 +1,8 @@
 //! Poplar's own protocol: the `.proto` files under `proto/`, compiled at build time.
 //!
-//! - `poplar.flightsql.v1`: what a Flight SQL statement handle carries.
+//! - `poplar.flightsql.v1`: what a Flight SQL statement handle carries;
+//! - `poplar.measures.v1`: the measures service population health teams and the dashboard
+//!   read.
 //!
 //! A new service goes in a `.proto` file beside these, is listed in `build.rs`, and gets a
 //! module here; the engine implements the generated server trait (see the README's
@@ -12,6 +14,12 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 pub mod flightsql {
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/poplar.flightsql.v1.rs"));
+    }
+}
+
+pub mod measures {
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/poplar.measures.v1.rs"));
     }
 }
 
@@ -34,5 +42,6 @@ mod tests {
     fn the_descriptor_set_names_the_package() {
         let set = prost_types::FileDescriptorSet::decode(super::FILE_DESCRIPTOR_SET).expect("descriptors");
         assert!(set.file.iter().any(|f| f.package() == "poplar.flightsql.v1"));
+        assert!(set.file.iter().any(|f| f.package() == "poplar.measures.v1"));
     }
 }

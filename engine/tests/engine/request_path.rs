@@ -380,3 +380,49 @@ fn base64_encode(text: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(text)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_to_the_server_are_closed_and_make_way() {
+    use poplar_engine::limits::ConnectionLimits;
+    use tokio::io::AsyncReadExt;
+    let limits = Limits {
+        connections: ConnectionLimits {
+            max: 4,
+            handshake: Duration::from_millis(500),
+            idle: Duration::from_secs(120),
+        },
+        ..Limits::default()
+    };
+    let served = serve_with(limits).await;
+    let addr = served.running.addr;
+    let mut silent = Vec::new();
+    for _ in 0..8 {
+        silent.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+    }
+    // A real client gets in while the silent ones are open.
+    let mut flight = client(addr).await;
+    run(&mut flight, "SELECT count(*) AS n FROM patients", &served.steward)
+        .await
+        .expect("answered");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let mut open = 0;
+    for stream in &mut silent {
+        let mut buf = [0u8; 64];
+        // The server's preface may be waiting to be read first; then the end.
+        let ended = tokio::time::timeout(Duration::from_millis(500), async {
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return true,
+                    Ok(_) => continue,
+                }
+            }
+        })
+        .await
+        .unwrap_or(false);
+        if !ended {
+            open += 1;
+        }
+    }
+    assert_eq!(open, 0, "silent connections left open");
+    served.running.stop().await.expect("stop");
+}
