@@ -544,6 +544,16 @@ impl<'a> RowSink<'a> {
             None
         } else {
             match parse_date(f.end) {
+                // A planned end may be after the extract, but not years after it.
+                Some(end) if end > self.latest + chrono::Duration::days(366) => {
+                    self.quarantine(
+                        file,
+                        line,
+                        Reason::FutureDate,
+                        "end date is more than a year after the extract date",
+                    );
+                    return;
+                }
                 Some(end) if end >= start => Some(end),
                 Some(_) => {
                     self.quarantine(file, line, Reason::InvalidDate, "end date is before start date");

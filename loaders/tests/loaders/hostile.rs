@@ -68,7 +68,9 @@ async fn load_logged(options: poplar_loaders::load::LoadOptions) -> (LoadReport,
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
     let report = load(&options, &pseudonymiser()).await.expect("the load runs");
-    (report, logs.text())
+    let text = logs.text();
+    assert!(!text.is_empty(), "the load's logs were captured");
+    (report, text)
 }
 
 /// Every byte under `dir` (Delta logs carry column statistics in plain JSON).
@@ -207,6 +209,7 @@ async fn identifiers_in_free_fields_and_impossible_values_are_quarantined() {
     encounters += &format!("{a},gp,2021-01-01,2021-01-01,telephone,42\n"); // 2 lands
     encounters += &format!("{a},gp,2021-01-01,,telephone,-1\n"); // 3 negative_value
     encounters += &format!("{a},gp,2021-01-01,,{NAME},1\n"); // 4 invalid_value
+    encounters += &format!("{a},inpatient,2021-01-01,9999-12-31,elective,1\n"); // 5 future_date
     t.delivery(
         "C00001",
         "2026-01-31",
@@ -285,6 +288,7 @@ async fn identifiers_in_free_fields_and_impossible_values_are_quarantined() {
     let want = vec![
         row("C00001", "encounters.csv", Some(3), "negative_value"),
         row("C00001", "encounters.csv", Some(4), "invalid_value"),
+        row("C00001", "encounters.csv", Some(5), "future_date"),
         row("C00001", "events.csv", Some(4), "unknown_unit"),
         row("C00001", "events.csv", Some(5), "unknown_unit"),
         row("C00001", "events.csv", Some(6), "unknown_unit"),
@@ -522,6 +526,153 @@ fn manifest_faults_name_the_field_never_the_value() {
         let text = problem.to_string();
         for value in planted() {
             assert!(!text.contains(&value), "{text}");
+        }
+    }
+}
+
+/// Mutate `base` a few bytes at a time: flips, deletions, insertions of hostile bytes.
+fn mutate(base: &[u8], rng: &mut rand_chacha::ChaCha8Rng) -> Vec<u8> {
+    use rand::Rng;
+    const HOSTILE: &[&[u8]] = &[
+        b",",
+        b"\n",
+        b"\"",
+        b"\x1b[2J",
+        b"\xff\xfe",
+        b"{",
+        b"}",
+        b"-1e308",
+        b"9999-12-31",
+        b"\0",
+        b"Ada Lovelace",
+    ];
+    let mut out = base.to_vec();
+    for _ in 0..rng.random_range(1..6) {
+        if out.is_empty() {
+            out.extend_from_slice(HOSTILE[rng.random_range(0..HOSTILE.len())]);
+            continue;
+        }
+        let at = rng.random_range(0..out.len());
+        match rng.random_range(0..3) {
+            0 => out[at] = rng.random(),
+            1 => {
+                let end = (at + rng.random_range(1..16)).min(out.len());
+                out.drain(at..end);
+            }
+            _ => {
+                let piece = HOSTILE[rng.random_range(0..HOSTILE.len())];
+                out.splice(at..at, piece.iter().copied());
+            }
+        }
+    }
+    out
+}
+
+/// A cheap, deterministic fuzz of both parsers and the manifest reader, run with the
+/// tests: mutated deliveries never panic, and whatever they are quarantined or rejected
+/// for, the detail carries no planted value.
+#[test]
+fn mutated_deliveries_never_panic_the_parsers_or_echo_them() {
+    use poplar_loaders::delivery::{Manifest, discover};
+    use poplar_loaders::lookup::PostcodeLookup;
+    use poplar_loaders::parse::{ParseContext, parse_delivery};
+    use rand::SeedableRng;
+    let t = HandBuilt::new();
+    let lookup = PostcodeLookup::from_files(
+        &t.root.join("lookups/postcode_lsoa.csv"),
+        &t.root.join("lookups/imd2019_lsoa.csv"),
+    )
+    .expect("lookup");
+    let pseudonymiser = pseudonymiser();
+    let optouts = std::collections::HashSet::new();
+    let (csv_source, fhir_source) = (
+        source("M00001", FeedFormat::Csv),
+        source("M00002", FeedFormat::FhirNdjson),
+    );
+    let a = planted_nhs();
+    let csv_files: Vec<(&str, String)> = vec![
+        (
+            "patients.csv",
+            format!("{PATIENTS_HEADER}{}", patient_line(&a, "1950-06-17", "2")),
+        ),
+        (
+            "events.csv",
+            format!("{EVENTS_HEADER}{a},2020-01-01,SNOMED,27113001,72.5,kg,{NAME}\n"),
+        ),
+        (
+            "medications.csv",
+            format!("{MEDS_HEADER}{a},2021-01-01,42013811000001109,{ADDRESS},56\n"),
+        ),
+        (
+            "encounters.csv",
+            format!("{ENCOUNTERS_HEADER}{a},gp,2021-01-01,,telephone,42\n"),
+        ),
+    ];
+    let fhir_files: Vec<(&str, String)> = vec![
+        ("Patient.ndjson", ndjson(&[fhir_patient("p1", &[&a])])),
+        (
+            "Observation.ndjson",
+            ndjson(&[fhir_observation("p1", r#"{"value":5.5,"unit":"mmol/L"}"#)]),
+        ),
+        ("Condition.ndjson", ndjson(&[fhir_condition("p1")])),
+    ];
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+    let period = ("1900-01-01", "2026-01-31");
+    for round in 0..150 {
+        let id = format!("2026-01-{:02}", 1 + round % 28);
+        for (ods, format, files, src) in [
+            ("M00001", FeedFormat::Csv, &csv_files, &csv_source),
+            ("M00002", FeedFormat::FhirNdjson, &fhir_files, &fhir_source),
+        ] {
+            let input = t.root.join(format!("fuzz-{round}-{ods}"));
+            let dir = input.join(ods).join(&id);
+            std::fs::create_dir_all(&dir).expect("dir");
+            let mut declared = Vec::new();
+            for (name, content) in files.iter() {
+                std::fs::write(dir.join(name), mutate(content.as_bytes(), &mut rng)).expect("write");
+                declared.push((*name, 1));
+            }
+            write_manifest(
+                &dir,
+                ods,
+                &id,
+                format,
+                date(period.1),
+                (date(period.0), date(period.1)),
+                &declared,
+            )
+            .expect("manifest");
+            if round % 3 == 0 {
+                let manifest = std::fs::read(dir.join("manifest.toml")).expect("read");
+                let mutated = mutate(&manifest, &mut rng);
+                if let Err(problem) = Manifest::parse(&mutated) {
+                    let text = problem.to_string();
+                    assert!(planted().iter().all(|v| !text.contains(v.as_str())), "{text}");
+                }
+                std::fs::write(dir.join("manifest.toml"), mutated).expect("write");
+            }
+            let (found, rejected) = discover(&input).expect("discover");
+            let mut details: Vec<String> = rejected.iter().map(|r| r.describe()).collect();
+            for d in &found {
+                let ctx = ParseContext {
+                    pseudonymiser: &pseudonymiser,
+                    lookup: &lookup,
+                    optouts: &optouts,
+                    source: src,
+                    max_file_bytes: 1 << 20,
+                };
+                match parse_delivery(d, &ctx) {
+                    Ok(parsed) => details.extend(parsed.quarantined.iter().map(|q| format!("{q:?}"))),
+                    Err(q) => details.push(format!("{q:?}")),
+                }
+            }
+            for detail in details {
+                assert!(
+                    planted().iter().all(|v| !detail.contains(v.as_str())) && !detail.contains('\u{1b}'),
+                    "{detail}"
+                );
+            }
+            std::fs::remove_dir_all(&input).expect("clean");
         }
     }
 }
