@@ -19,6 +19,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::LoaderError;
+pub use crate::quarantine::plain_name;
 use crate::quarantine::{Quarantined, Reason, printable};
 use crate::registry::FeedFormat;
 
@@ -200,22 +201,6 @@ impl RejectedDelivery {
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
-}
-
-/// Whether a source or delivery directory name, or a declared file name, may be recorded
-/// as it is: letters, digits, `-`, `_` and `.`, at most 64 characters, not starting with
-/// `.`, and no run of ten or more digits (an NHS number). ODS codes, delivery ids (dates,
-/// sequence numbers) and file names are; a name with spaces, an address, an NHS number
-/// or a control character is not, and is recorded under a placeholder instead.
-pub fn plain_name(name: &str) -> bool {
-    let mut digits = 0;
-    !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name.bytes().all(|b| {
-            digits = if b.is_ascii_digit() { digits + 1 } else { 0 };
-            digits < 10 && (b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        })
 }
 
 /// What a directory with an unrecordable name is recorded as: its position in the sorted

@@ -116,11 +116,27 @@ pub struct Quarantined {
     pub detail: String,
 }
 
+/// Whether a source or delivery directory name, or a declared file name, may be recorded
+/// as it is: letters, digits, `-`, `_` and `.`, at most 64 characters, not starting with
+/// `.`, and no run of ten or more digits (an NHS number). ODS codes, delivery ids (dates,
+/// sequence numbers) and file names are; a name with spaces, an address, an NHS number
+/// or a control character is not, and is recorded under a placeholder instead.
+pub fn plain_name(name: &str) -> bool {
+    let mut digits = 0;
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name.bytes().all(|b| {
+            digits = if b.is_ascii_digit() { digits + 1 } else { 0 };
+            digits < 10 && (b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        })
+}
+
 /// What a quarantine row and a message call a file: its name when it is a plain name
-/// ([`crate::delivery::plain_name`]), which every file kind Poplar reads is; otherwise a
+/// ([`plain_name`]), which every file kind Poplar reads is; otherwise a
 /// placeholder, because a manifest's file names are the sender's text.
 fn recorded_file(file: &str) -> String {
-    if crate::delivery::plain_name(file) {
+    if plain_name(file) {
         file.to_string()
     } else {
         "(file name not shown)".to_string()
