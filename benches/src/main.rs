@@ -127,6 +127,7 @@ fn prepared_store(
             imd,
             optout: None,
             group_rows: poplar_loaders::load::DEFAULT_GROUP_ROWS,
+            max_file_bytes: poplar_loaders::delivery::DEFAULT_MAX_FILE_BYTES,
             progress: false,
         };
         runtime.block_on(load(&options, &bench_key(seed)?))?;
@@ -143,6 +144,7 @@ fn prepared_store(
         imd: out.imd.clone(),
         optout: None,
         group_rows: poplar_loaders::load::DEFAULT_GROUP_ROWS,
+        max_file_bytes: poplar_loaders::delivery::DEFAULT_MAX_FILE_BYTES,
         progress: false,
     };
     runtime.block_on(load(&options, &bench_key(seed)?))?;
@@ -195,6 +197,7 @@ fn main() -> anyhow::Result<()> {
                 imd: out.imd.clone(),
                 optout: None,
                 group_rows,
+                max_file_bytes: poplar_loaders::delivery::DEFAULT_MAX_FILE_BYTES,
                 progress: false,
             };
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

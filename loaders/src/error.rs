@@ -22,13 +22,16 @@ pub enum LoaderError {
     Io { path: String, source: std::io::Error },
     #[error("object store URL {url}: {reason}")]
     StoreUrl { url: String, reason: String },
+    #[cfg(feature = "storage")]
     #[error("object store: {0}")]
     ObjectStore(#[from] object_store::Error),
+    #[cfg(feature = "storage")]
     #[error("delta table {table}: {source}")]
     Delta {
         table: String,
         source: deltalake::DeltaTableError,
     },
+    #[cfg(feature = "storage")]
     #[error("query over landed data: {0}")]
     DataFusion(#[from] deltalake::datafusion::error::DataFusionError),
     #[error("arrow: {0}")]
@@ -37,6 +40,7 @@ pub enum LoaderError {
     Inconsistent { table: String, reason: String },
     #[error("synthetic generator: {0}")]
     Synth(String),
+    #[cfg(feature = "storage")]
     #[error("codelists: {0}")]
     Codelists(#[from] poplar_queries::QueryError),
 }
@@ -49,6 +53,7 @@ impl LoaderError {
         }
     }
 
+    #[cfg(feature = "storage")]
     pub(crate) fn delta(table: &str, source: deltalake::DeltaTableError) -> Self {
         Self::Delta {
             table: table.to_string(),

@@ -46,6 +46,9 @@ pub struct LoadOptions {
     /// Upper bound on source rows parsed and committed together (memory vs. commits);
     /// [`DEFAULT_GROUP_ROWS`] unless the caller has a reason to choose.
     pub group_rows: u64,
+    /// The largest data file read ([`crate::delivery::DEFAULT_MAX_FILE_BYTES`] unless the
+    /// operator chooses): a larger one rejects its delivery as `file_too_large`.
+    pub max_file_bytes: u64,
     pub progress: bool,
 }
 
@@ -109,6 +112,8 @@ pub async fn load(options: &LoadOptions, pseudonymiser: &Pseudonymiser) -> Resul
         ..Default::default()
     };
     let store = &options.store;
+    // Everything the load writes on a local store is private to the loader's user.
+    crate::store::private_files();
 
     let registry = Registry::from_file(&options.registry)?;
     let lookup = PostcodeLookup::from_files(&options.postcodes, &options.imd)?;
@@ -188,7 +193,7 @@ pub async fn load(options: &LoadOptions, pseudonymiser: &Pseudonymiser) -> Resul
         let mut outcomes: Vec<Outcome> = group
             .into_par_iter()
             .map(|d| {
-                let outcome = parse_one(d, &registry, pseudonymiser, &lookup, &optouts);
+                let outcome = parse_one(d, &registry, pseudonymiser, &lookup, &optouts, options.max_file_bytes);
                 bar.inc(match &outcome {
                     Outcome::Landed(p) => p.delivery.manifest.files.iter().map(|f| f.rows).sum(),
                     Outcome::Rejected(_) => 0,
@@ -250,6 +255,7 @@ fn parse_one(
     pseudonymiser: &Pseudonymiser,
     lookup: &PostcodeLookup,
     optouts: &HashSet<i64>,
+    max_file_bytes: u64,
 ) -> Outcome {
     let Some(source) = registry.source(d.source_org()) else {
         return Outcome::Rejected(d.reject(Quarantined::file(
@@ -263,6 +269,7 @@ fn parse_one(
         lookup,
         optouts,
         source,
+        max_file_bytes,
     };
     match parse_delivery(&d, &ctx).and_then(|parsed| into_batches(d.source_org(), parsed)) {
         Ok((batches, parsed)) => Outcome::Landed(Box::new(Parsed {
@@ -285,7 +292,10 @@ fn into_batches(
     mut parsed: ParsedDelivery,
 ) -> Result<(BTreeMap<Table, RecordBatch>, ParsedDelivery), Quarantined> {
     let build = |table: Table, result: Result<RecordBatch, LoaderError>| -> Result<RecordBatch, Quarantined> {
-        let batch = result.map_err(|e| Quarantined::file(table.name(), Reason::InvalidValue, e.to_string()))?;
+        // Arrow's messages are about schemas, but are not echoed all the same: a detail
+        // names the table, never what it held.
+        let batch =
+            result.map_err(|_| Quarantined::file(table.name(), Reason::InvalidValue, "rows do not fit the table"))?;
         let sort_columns: &[&str] = match table {
             Table::Patients => &["person_id"],
             Table::ClinicalEvents => &["event_date", "person_id"],
@@ -293,7 +303,7 @@ fn into_batches(
             _ => &["start_date", "person_id"],
         };
         sort_batch(&batch, sort_columns)
-            .map_err(|e| Quarantined::file(table.name(), Reason::InvalidValue, e.to_string()))
+            .map_err(|_| Quarantined::file(table.name(), Reason::InvalidValue, "rows could not be sorted"))
     };
     let mut batches = BTreeMap::new();
     batches.insert(

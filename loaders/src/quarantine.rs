@@ -15,15 +15,26 @@ pub enum Reason {
     InvalidNhsNumber,
     InvalidDate,
     DateOutOfRange,
+    /// Dated after the delivery was extracted (or after today, whatever the manifest says).
+    FutureDate,
     OutsideDeliveryPeriod,
     UnknownCodeSystem,
     InvalidCode,
     InvalidValue,
+    /// A unit that is not in Poplar's UCUM list: the column could carry free text.
+    UnknownUnit,
+    /// A quantity that cannot be negative (a count, mass, cost...) is.
+    NegativeValue,
     WrongColumnCount,
     DuplicatePatient,
     UnknownSubject,
     InvalidJson,
     UnexpectedResource,
+    /// Two FHIR resources of one type in a delivery share an `id`: references to it are
+    /// ambiguous, so both (and everything pointing at them) are quarantined.
+    DuplicateResourceId,
+    /// A Patient carries two different NHS numbers: which person it is cannot be known.
+    ConflictingIdentifiers,
     // Delivery-level: nothing from the delivery lands.
     UnknownSource,
     MissingManifest,
@@ -36,6 +47,16 @@ pub enum Reason {
     WrongHeader,
     FormatMismatch,
     StaleDelivery,
+    /// The manifest lists the same file twice (its rows would land twice).
+    DuplicateFile,
+    /// A delivery, manifest or data file that is not a plain directory or regular file
+    /// inside the delivery: a symbolic link, FIFO, device or directory.
+    UnsafeFile,
+    /// A file larger than the loader's cap (`--max-file-bytes`).
+    FileTooLarge,
+    /// A source or delivery directory whose name is not a plain identifier (letters,
+    /// digits, `-`, `_`, `.`): it is recorded under a placeholder, never by its name.
+    InvalidName,
 }
 
 impl Reason {
@@ -45,15 +66,20 @@ impl Reason {
             Reason::InvalidNhsNumber => "invalid_nhs_number",
             Reason::InvalidDate => "invalid_date",
             Reason::DateOutOfRange => "date_out_of_range",
+            Reason::FutureDate => "future_date",
             Reason::OutsideDeliveryPeriod => "outside_delivery_period",
             Reason::UnknownCodeSystem => "unknown_code_system",
             Reason::InvalidCode => "invalid_code",
             Reason::InvalidValue => "invalid_value",
+            Reason::UnknownUnit => "unknown_unit",
+            Reason::NegativeValue => "negative_value",
             Reason::WrongColumnCount => "wrong_column_count",
             Reason::DuplicatePatient => "duplicate_patient",
             Reason::UnknownSubject => "unknown_subject",
             Reason::InvalidJson => "invalid_json",
             Reason::UnexpectedResource => "unexpected_resource",
+            Reason::DuplicateResourceId => "duplicate_resource_id",
+            Reason::ConflictingIdentifiers => "conflicting_identifiers",
             Reason::UnknownSource => "unknown_source",
             Reason::MissingManifest => "missing_manifest",
             Reason::InvalidManifest => "invalid_manifest",
@@ -65,6 +91,10 @@ impl Reason {
             Reason::WrongHeader => "wrong_header",
             Reason::FormatMismatch => "format_mismatch",
             Reason::StaleDelivery => "stale_delivery",
+            Reason::DuplicateFile => "duplicate_file",
+            Reason::UnsafeFile => "unsafe_file",
+            Reason::FileTooLarge => "file_too_large",
+            Reason::InvalidName => "invalid_name",
         }
     }
 }
@@ -86,10 +116,56 @@ pub struct Quarantined {
     pub detail: String,
 }
 
+/// Whether a source or delivery directory name, or a declared file name, may be recorded
+/// as it is: letters, digits, `-`, `_` and `.`, at most 64 characters, not starting with
+/// `.`, and no run of ten or more digits (an NHS number). ODS codes, delivery ids (dates,
+/// sequence numbers) and file names are; a name with spaces, an address, an NHS number
+/// or a control character is not, and is recorded under a placeholder instead.
+pub fn plain_name(name: &str) -> bool {
+    let mut digits = 0;
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name.bytes().all(|b| {
+            digits = if b.is_ascii_digit() { digits + 1 } else { 0 };
+            digits < 10 && (b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        })
+}
+
+/// What a quarantine row and a message call a file: its name when it is a plain name
+/// ([`plain_name`]), which every file kind Poplar reads is; otherwise a
+/// placeholder, because a manifest's file names are the sender's text.
+fn recorded_file(file: &str) -> String {
+    if plain_name(file) {
+        file.to_string()
+    } else {
+        "(file name not shown)".to_string()
+    }
+}
+
+/// Text safe to print on a terminal or write to a log: control characters (ESC, CR,
+/// newline...) escaped, so that a name cannot move the cursor, recolour or forge lines.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().any(char::is_control) {
+        text.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect::<String>()
+            .into()
+    } else {
+        text.into()
+    }
+}
+
 impl Quarantined {
     pub fn record(file: &str, line: u64, reason: Reason, detail: impl Into<String>) -> Self {
         Self {
-            file: file.to_string(),
+            file: recorded_file(file),
             line: Some(line),
             reason,
             detail: detail.into(),
@@ -98,7 +174,7 @@ impl Quarantined {
 
     pub fn file(file: &str, reason: Reason, detail: impl Into<String>) -> Self {
         Self {
-            file: file.to_string(),
+            file: recorded_file(file),
             line: None,
             reason,
             detail: detail.into(),
@@ -145,4 +221,26 @@ pub fn quarantine_batch(
             timestamp_array(std::iter::repeat_n(at_micros, n)),
         ],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn odd_file_names_are_not_recorded_and_control_characters_are_escaped() {
+        assert_eq!(
+            Quarantined::file("events.csv", Reason::MissingFile, "x").file,
+            "events.csv"
+        );
+        for hostile in ["Ada Lovelace.csv", "9434765919.csv", "a/b", "\u{1b}[31m", ""] {
+            assert_eq!(
+                Quarantined::record(hostile, 1, Reason::InvalidValue, "x").file,
+                "(file name not shown)",
+                "{hostile}"
+            );
+        }
+        assert_eq!(printable("ok-1"), "ok-1");
+        assert_eq!(printable("a\u{1b}[2Jb\n"), "a\\u{1b}[2Jb\\n");
+    }
 }

@@ -81,7 +81,15 @@ impl Registry {
             path: origin.to_string(),
             reason,
         };
-        let registry: Registry = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        // toml's and serde's messages quote the offending text; the line is enough to find it.
+        let registry: Registry = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map_or(0, |s| text.get(..s.start).map_or(0, |t| t.lines().count().max(1)));
+            invalid(format!(
+                "line {line}: not a valid registry entry (a field is missing, misnamed or of the wrong type)"
+            ))
+        })?;
         let mut seen = HashMap::new();
         for (index, source) in registry.sources.iter().enumerate() {
             if source.ods.is_empty() || !source.ods.chars().all(|c| c.is_ascii_alphanumeric()) {
@@ -100,8 +108,8 @@ impl Registry {
             }
             if source.identifier_system != NHS_NUMBER_SYSTEM {
                 return Err(invalid(format!(
-                    "source {} uses identifier system {:?}; only {NHS_NUMBER_SYSTEM} is supported",
-                    source.ods, source.identifier_system
+                    "source {} uses another identifier system; only {NHS_NUMBER_SYSTEM} is supported",
+                    source.ods
                 )));
             }
         }
@@ -109,9 +117,9 @@ impl Registry {
     }
 
     pub fn to_toml(&self) -> Result<String, LoaderError> {
-        toml::to_string_pretty(self).map_err(|e| LoaderError::Registry {
+        toml::to_string_pretty(self).map_err(|_| LoaderError::Registry {
             path: "<generated>".into(),
-            reason: e.to_string(),
+            reason: "cannot be written as TOML".into(),
         })
     }
 

@@ -20,6 +20,34 @@ use url::Url;
 use crate::LoaderError;
 use crate::tables::Table;
 
+/// Make every file and directory this process creates from now on private to its user
+/// (0600 and 0700) on unix: landed tables, the ledger and logs hold pseudonymised health
+/// records, and the default umask would leave them readable by every local account.
+/// Process-wide by nature; the loader's commands call it before writing anything.
+pub fn private_files() {
+    #[cfg(unix)]
+    {
+        use nix::sys::stat::{Mode, umask};
+        umask(Mode::from_bits_truncate(0o077));
+    }
+}
+
+/// Create a local directory (and its parents) private to this user, and tighten it if it
+/// already exists, so that nothing under a local store root is reachable by others.
+fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        builder.mode(0o700);
+        builder.create(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+    }
+    #[cfg(not(unix))]
+    builder.create(path)
+}
+
 /// The root of Poplar's landed data.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -46,14 +74,14 @@ impl Store {
             // A bare path (or a Windows drive letter parsed as a scheme).
             _ => {
                 let path = std::path::Path::new(raw);
-                std::fs::create_dir_all(path).map_err(|e| LoaderError::io(path, e))?;
+                create_private_dir(path).map_err(|e| LoaderError::io(path, e))?;
                 let absolute = path.canonicalize().map_err(|e| LoaderError::io(path, e))?;
                 Url::from_directory_path(&absolute).map_err(|()| bad("not an absolute directory".into()))?
             }
         };
         if url.scheme() == "file" {
             let path = url.to_file_path().map_err(|()| bad("not a local path".into()))?;
-            std::fs::create_dir_all(&path).map_err(|e| LoaderError::io(&path, e))?;
+            create_private_dir(&path).map_err(|e| LoaderError::io(&path, e))?;
         }
         if url.scheme() == "s3" && url.host_str().unwrap_or_default().is_empty() {
             return Err(bad("an s3:// URL needs a bucket".into()));
@@ -102,7 +130,7 @@ impl Store {
         if url.scheme() == "file"
             && let Ok(path) = url.to_file_path()
         {
-            std::fs::create_dir_all(&path).map_err(|e| LoaderError::io(&path, e))?;
+            create_private_dir(&path).map_err(|e| LoaderError::io(&path, e))?;
         }
         DeltaTableBuilder::from_url(url).map_err(|e| LoaderError::delta(table.name(), e))
     }

@@ -167,6 +167,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         imd,
         optout: None,
         group_rows: poplar_loaders::load::DEFAULT_GROUP_ROWS,
+        max_file_bytes: poplar_loaders::delivery::DEFAULT_MAX_FILE_BYTES,
         progress: std::io::stderr().is_terminal(),
     };
     let report = load(&options, &Pseudonymiser::from_file_or_env(Some(&key))?).await?;

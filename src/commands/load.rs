@@ -4,6 +4,7 @@
 use anyhow::Context;
 use clap::Args;
 use poplar_loaders::load::{LoadOptions, LoadReport, load as run_load};
+use poplar_loaders::quarantine::printable;
 use poplar_loaders::{Pseudonymiser, Store};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,11 @@ pub struct LoadArgs {
     /// Most source rows parsed and committed together.
     #[arg(long, default_value_t = poplar_loaders::load::DEFAULT_GROUP_ROWS, env = "POPLAR_LOAD_GROUP_ROWS")]
     group_rows: u64,
+    /// Largest data file a delivery may send, in bytes; a larger file (or a manifest
+    /// declaring one) rejects its delivery as `file_too_large`. Files are streamed, so
+    /// this bounds a hostile delivery's cost, not memory.
+    #[arg(long, default_value_t = poplar_loaders::delivery::DEFAULT_MAX_FILE_BYTES, env = "POPLAR_LOAD_MAX_FILE_BYTES")]
+    max_file_bytes: u64,
     /// Write the full summary as JSON here.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -45,6 +51,8 @@ fn beside(registry: &Path, name: &str) -> PathBuf {
 }
 
 pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    // Before anything is written: the store, the report and logs are private files.
+    poplar_loaders::store::private_files();
     let pseudonymiser = Pseudonymiser::from_file_or_env(args.key_file.as_deref())?;
     let options = LoadOptions {
         postcodes: args
@@ -56,6 +64,7 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         store: Store::parse(&args.store)?,
         optout: args.optout,
         group_rows: args.group_rows.max(1),
+        max_file_bytes: args.max_file_bytes,
         progress: std::io::stderr().is_terminal(),
     };
     let report = run_load(&options, &pseudonymiser).await?;
@@ -123,11 +132,14 @@ fn print_report(r: &LoadReport) {
         );
     }
     if !r.per_source.is_empty() {
+        // ODS codes come from the operator's registry; escaped all the same, as is every
+        // name printed here.
         println!("  per source: ods  rows_read  patients  events  medications  encounters  quarantined  opted_out");
         for (ods, s) in &r.per_source {
             let n = |t: &str| s.landed.get(t).copied().unwrap_or(0);
             println!(
-                "    {ods:<8} {:>9} {:>9} {:>8} {:>12} {:>11} {:>12} {:>10}",
+                "    {:<8} {:>9} {:>9} {:>8} {:>12} {:>11} {:>12} {:>10}",
+                printable(ods),
                 s.rows_read,
                 n("patients"),
                 n("clinical_events"),
@@ -141,7 +153,11 @@ fn print_report(r: &LoadReport) {
         for (ods, s) in &r.per_source {
             for (kind, codes) in &s.not_understood {
                 for (code, n) in codes {
-                    println!("  not understood from {ods}: {kind} {code}: {n}");
+                    println!(
+                        "  not understood from {}: {kind} {}: {n}",
+                        printable(ods),
+                        printable(code)
+                    );
                 }
             }
         }

@@ -163,3 +163,62 @@ fn a_rejected_delivery_fails_the_command_with_the_file_named_after_the_rest_land
         "the other 42 deliveries landed"
     );
 }
+
+/// Issue 9: hostile deliveries beside a good region. The command refuses them (exit 2),
+/// lands the rest, and nothing it prints, logs or reports carries a planted sender value
+/// or a raw control character.
+#[test]
+fn hostile_deliveries_are_refused_without_echoing_what_they_sent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let region = dir.path().join("region");
+    synth(&region, 300);
+    let deliveries = region.join("deliveries");
+    let mut sources: Vec<_> = std::fs::read_dir(&deliveries)
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    sources.sort();
+    let source = &sources[0];
+    let ods = source.file_name().expect("name").to_string_lossy().to_string();
+    let (name, nhs) = ("Ada Lovelace", "9434765919");
+    // A manifest value serde would quote back.
+    let bad = source.join("2026-10-01");
+    std::fs::create_dir_all(&bad).expect("dir");
+    std::fs::write(
+        bad.join("manifest.toml"),
+        format!(
+            "source = \"{ods}\"\ndelivery = \"2026-10-01\"\nformat = \"{name} {nhs}\"\nextracted = \"2026-10-01\"\nperiod_start = \"2026-01-01\"\nperiod_end = \"2026-10-01\"\n"
+        ),
+    )
+    .expect("write");
+    // A delivery id that would clear the terminal, and one that is a directory manifest.
+    std::fs::create_dir_all(source.join(format!("2026-10-02\u{1b}[2J{name}"))).expect("dir");
+    std::fs::create_dir_all(source.join("2026-10-03/manifest.toml")).expect("dir");
+    let report = dir.path().join("report.json");
+    let output = load_command(&region, &dir.path().join("store"))
+        .env(
+            "POPLAR_LOG",
+            "warn,buoyant_kernel=off,poplar=trace,poplar_loaders=trace",
+        )
+        .arg("--report")
+        .arg(&report)
+        .stdout(std::process::Stdio::piped())
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("invalid_manifest") && stderr.contains("invalid_name"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("unsafe_file"), "{stderr}");
+    assert!(stdout.contains("deliveries landed"), "{stdout}");
+    let json = std::fs::read_to_string(&report).expect("report");
+    for text in [&*stdout, &*stderr, &json] {
+        for value in [name, "Lovelace", nhs] {
+            assert!(!text.contains(value), "output carries a planted value: {text}");
+        }
+        assert!(!text.contains('\u{1b}'), "output carries a raw ESC");
+    }
+}

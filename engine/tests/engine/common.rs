@@ -280,6 +280,7 @@ pub async fn fixture(dir: &Path) -> (Arc<SnapshotContext>, RecordBatch) {
         imd: dir.join("lookups/imd.csv"),
         optout: None,
         group_rows: 1_000_000,
+        max_file_bytes: poplar_loaders::delivery::DEFAULT_MAX_FILE_BYTES,
         progress: false,
     };
     let report = load(&options, &pseudonymiser).await.expect("load");
@@ -451,6 +452,7 @@ pub async fn synthetic_region(dir: &Path) -> (Arc<SnapshotContext>, poplar_loade
         imd: region.imd.clone(),
         optout: None,
         group_rows: poplar_loaders::load::DEFAULT_GROUP_ROWS,
+        max_file_bytes: poplar_loaders::delivery::DEFAULT_MAX_FILE_BYTES,
         progress: false,
     };
     load(&options, &Pseudonymiser::new(KEY).expect("key"))

@@ -80,24 +80,29 @@ pub(super) fn parse(delivery: &Delivery, sink: &mut RowSink<'_>) -> Result<(), Q
                 "not a file kind a CSV feed sends (patients, events, medications, encounters)",
             ));
         };
-        let bytes = delivery.read_verified(declared)?;
-        parse_file(&bytes, declared, kind, header, sink)?;
+        // Streamed: the file is hashed as it is parsed, and its rows count only if it
+        // then matches the manifest (size, SHA-256, then row count).
+        let mut file = delivery.open_verified(declared, sink.max_file_bytes())?;
+        let rows = parse_file(&mut file, declared, kind, header, sink)?;
+        file.verify(declared)?;
+        check_row_count(declared, rows, "rows")?;
     }
     Ok(())
 }
 
+/// Parse one CSV file into the sink; returns the number of data rows.
 fn parse_file(
-    bytes: &[u8],
+    input: impl std::io::Read,
     declared: &ManifestFile,
     kind: FileKind,
     header: &[&str],
     sink: &mut RowSink<'_>,
-) -> Result<(), Quarantined> {
+) -> Result<u64, Quarantined> {
     let file = declared.name.as_str();
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .from_reader(bytes);
+        .from_reader(input);
     let mut records = reader.records();
     let found_header = match records.next() {
         Some(Ok(h)) => h,
@@ -197,5 +202,5 @@ fn parse_file(
             | FileKind::Medication => unreachable!("a FHIR file kind in a CSV feed"),
         }
     }
-    check_row_count(declared, rows, "rows")
+    Ok(rows)
 }

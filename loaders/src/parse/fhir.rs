@@ -9,13 +9,15 @@
 //! does not understand is quarantined or counted by code in the load summary.
 
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::io::BufRead;
 
 use super::sink::check_row_count;
-use super::vocab::{CodeSystem, Sex, encounter_type_of_snomed, nameable, read_class};
+use super::vocab::{CodeSystem, Sex, encounter_type_of_snomed, read_class};
 use super::{EncounterFields, EventFields, FileKind, MedicationFields, PatientFields, PersonRef, RowSink};
 use crate::dates::parse_date;
 use crate::delivery::Delivery;
+use crate::nhs_number::NhsNumber;
 use crate::quarantine::{Quarantined, Reason};
 use crate::registry::{FeedFormat, NHS_NUMBER_SYSTEM, OrgType};
 
@@ -65,12 +67,33 @@ fn number_text(v: Option<&Value>) -> String {
 }
 
 fn nhs_identifier(v: &Value) -> Option<&str> {
-    v.get("identifier")?
-        .as_array()?
+    nhs_identifiers(v).next()
+}
+
+/// Every NHS number identifier a resource carries.
+fn nhs_identifiers(v: &Value) -> impl Iterator<Item = &str> {
+    v.get("identifier")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice)
         .iter()
-        .find(|id| id.get("system").and_then(Value::as_str) == Some(NHS_NUMBER_SYSTEM))
-        .and_then(|id| id.get("value"))
-        .and_then(Value::as_str)
+        .filter(|id| id.get("system").and_then(Value::as_str) == Some(NHS_NUMBER_SYSTEM))
+        .filter_map(|id| id.get("value").and_then(Value::as_str))
+}
+
+/// Whether a Patient's NHS number identifiers name more than one person. The same number
+/// sent twice (with and without spaces, say) is one person; two different numbers cannot
+/// be resolved, and silently taking the first could file one person's record as another's.
+fn conflicting_nhs_numbers(v: &Value) -> bool {
+    let mut seen: Option<String> = None;
+    for raw in nhs_identifiers(v) {
+        let normalised = NhsNumber::parse(raw).map_or_else(|_| raw.trim().to_string(), |n| n.to_digit_string());
+        match &seen {
+            Some(first) if *first != normalised => return true,
+            Some(_) => {}
+            None => seen = Some(normalised),
+        }
+    }
+    false
 }
 
 /// The system a concept is coded in when Poplar reads none of its codings (for counting).
@@ -124,7 +147,10 @@ pub(super) fn parse(delivery: &Delivery, sink: &mut RowSink<'_>) -> Result<(), Q
         }
     }
     let mut patients: HashMap<String, PersonRef> = HashMap::new();
+    // Patient and Medication ids sent more than once: a reference to one is ambiguous.
+    let mut duplicate_patients: HashSet<String> = HashSet::new();
     let mut medications: HashMap<String, Value> = HashMap::new();
+    let mut duplicate_medications: HashSet<String> = HashSet::new();
     // Patients land last: a GP feed that states no registration registers its patients
     // from their earliest record, which is known only once every file has been read.
     let mut patient_resources: Vec<(Value, PersonRef, u64)> = Vec::new();
@@ -136,16 +162,27 @@ pub(super) fn parse(delivery: &Delivery, sink: &mut RowSink<'_>) -> Result<(), Q
         let Some(declared) = delivery.manifest.files.iter().find(|f| f.name == name) else {
             continue;
         };
-        let bytes = delivery.read_verified(declared)?;
+        // Streamed line by line: the file is hashed as it is read, and its records count
+        // only if it then matches the manifest (size, SHA-256, then resource count).
+        let mut file = delivery.open_verified(declared, sink.max_file_bytes())?;
+        let mut reader = std::io::BufReader::new(&mut file);
+        let mut raw_line = Vec::new();
         let mut rows = 0u64;
-        for (index, raw_line) in bytes.split(|b| *b == b'\n').enumerate() {
+        let mut line = 0u64;
+        loop {
+            raw_line.clear();
+            // A read error ends the stream here; `verify` reports it.
+            match reader.read_until(b'\n', &mut raw_line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            line += 1;
             if raw_line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
             rows += 1;
             sink.count_read();
-            let line = index as u64 + 1;
-            let resource: Value = match serde_json::from_slice(raw_line) {
+            let resource: Value = match serde_json::from_slice(&raw_line) {
                 Ok(v) => v,
                 Err(_) => {
                     sink.quarantine(name, line, Reason::InvalidJson, "line is not a JSON object");
@@ -163,19 +200,25 @@ pub(super) fn parse(delivery: &Delivery, sink: &mut RowSink<'_>) -> Result<(), Q
             }
             match kind {
                 FileKind::Patient => {
-                    let person = sink.person(nhs_identifier(&resource).unwrap_or(""));
+                    let person = if conflicting_nhs_numbers(&resource) {
+                        PersonRef::Invalid(Reason::ConflictingIdentifiers)
+                    } else {
+                        sink.person(nhs_identifier(&resource).unwrap_or(""))
+                    };
                     let id = str_at(&resource, &["id"]);
-                    if !id.is_empty() {
-                        patients.insert(id.to_string(), person);
+                    if !id.is_empty() && patients.insert(id.to_string(), person).is_some() {
+                        duplicate_patients.insert(id.to_string());
                     }
                     patient_resources.push((resource, person, line));
                     continue;
                 }
                 FileKind::Medication => {
                     // Reference data: counted here, landed through the requests naming it.
-                    sink.not_understood("reference_only", "Medication");
+                    sink.partly_understood("reference_only", "Medication");
                     let id = str_at(&resource, &["id"]).to_string();
-                    medications.insert(id, resource);
+                    if medications.insert(id.clone(), resource).is_some() {
+                        duplicate_medications.insert(id);
+                    }
                     continue;
                 }
                 _ => {}
@@ -209,7 +252,13 @@ pub(super) fn parse(delivery: &Delivery, sink: &mut RowSink<'_>) -> Result<(), Q
                     sink.add_event(person, &fields, name, line);
                 }
                 FileKind::Observation => observation(&resource, sink, person, name, line),
-                FileKind::MedicationRequest => medication_request(&resource, &medications, sink, person, name, line),
+                FileKind::MedicationRequest => {
+                    let meds = Medications {
+                        by_id: &medications,
+                        duplicates: &duplicate_medications,
+                    };
+                    medication_request(&resource, &meds, sink, person, name, line);
+                }
                 FileKind::Encounter => encounter(&resource, sink, person, name, line),
                 // Patients and Medications were handled above; CSV kinds are not in
                 // `FileKind::FHIR_READ`.
@@ -219,6 +268,21 @@ pub(super) fn parse(delivery: &Delivery, sink: &mut RowSink<'_>) -> Result<(), Q
                 | FileKind::Events
                 | FileKind::Medications
                 | FileKind::Encounters => unreachable!("{kind:?} is not a non-Patient FHIR resource file"),
+            }
+        }
+        drop(reader);
+        file.verify(declared)?;
+        if kind == FileKind::Patient {
+            // Every Patient sharing an id is quarantined, and so (through `patients`) is
+            // every record whose subject refers to that id: which person it meant cannot
+            // be known.
+            for id in &duplicate_patients {
+                patients.insert(id.clone(), PersonRef::Invalid(Reason::DuplicateResourceId));
+            }
+            for (resource, person, _) in &mut patient_resources {
+                if duplicate_patients.contains(str_at(resource, &["id"])) {
+                    *person = PersonRef::Invalid(Reason::DuplicateResourceId);
+                }
             }
         }
         check_row_count(declared, rows, "resources")?;
@@ -316,7 +380,7 @@ fn patient(
     // `deceasedBoolean: true` says the patient died but not when: the patient lands with
     // no death month, and the summary counts it.
     if resource.get("deceasedBoolean").and_then(Value::as_bool) == Some(true) {
-        sink.not_understood("deceased_without_date", "Patient");
+        sink.partly_understood("deceased_without_date", "Patient");
     }
     let fields = PatientFields {
         nhs_number: nhs,
@@ -387,12 +451,41 @@ fn observation(resource: &Value, sink: &mut RowSink<'_>, person: PersonRef, file
     }
 }
 
+/// The Medication resources a delivery sent, and the ids it sent more than once.
+struct Medications<'a> {
+    by_id: &'a HashMap<String, Value>,
+    duplicates: &'a HashSet<String>,
+}
+
+/// What a request's medication resolves to.
+enum Resolved<'v> {
+    Concept(&'v Value),
+    /// `medicationReference` names an id two Medications share.
+    Ambiguous,
+    Unresolved,
+}
+
 /// The medication a request names: `medicationCodeableConcept`, or `medicationReference`
 /// to a contained Medication (`#id`) or one sent in `Medication.ndjson`.
-fn medication_concept<'v>(resource: &'v Value, medications: &'v HashMap<String, Value>) -> Option<&'v Value> {
+fn medication_concept<'v>(resource: &'v Value, medications: &Medications<'v>) -> Resolved<'v> {
     if let Some(concept) = resource.get("medicationCodeableConcept") {
-        return Some(concept);
+        return Resolved::Concept(concept);
     }
+    let reference = str_at(resource, &["medicationReference", "reference"]);
+    if let Some(id) = reference
+        .strip_prefix("urn:uuid:")
+        .or_else(|| reference.rsplit_once("Medication/").map(|(_, id)| id))
+        && medications.duplicates.contains(id)
+    {
+        return Resolved::Ambiguous;
+    }
+    match referenced_medication(resource, medications.by_id) {
+        Some(concept) => Resolved::Concept(concept),
+        None => Resolved::Unresolved,
+    }
+}
+
+fn referenced_medication<'v>(resource: &'v Value, medications: &'v HashMap<String, Value>) -> Option<&'v Value> {
     let reference = str_at(resource, &["medicationReference", "reference"]);
     let medication = if let Some(id) = reference.strip_prefix('#') {
         resource
@@ -412,20 +505,32 @@ fn medication_concept<'v>(resource: &'v Value, medications: &'v HashMap<String, 
 
 fn medication_request(
     resource: &Value,
-    medications: &HashMap<String, Value>,
+    medications: &Medications<'_>,
     sink: &mut RowSink<'_>,
     person: PersonRef,
     file: &str,
     line: u64,
 ) {
-    let Some(concept) = medication_concept(resource, medications) else {
-        sink.quarantine(
-            file,
-            line,
-            Reason::InvalidCode,
-            "no medicationCodeableConcept, and medicationReference is not a Medication in this delivery",
-        );
-        return;
+    let concept = match medication_concept(resource, medications) {
+        Resolved::Concept(concept) => concept,
+        Resolved::Ambiguous => {
+            sink.quarantine(
+                file,
+                line,
+                Reason::DuplicateResourceId,
+                "medicationReference names an id more than one Medication in this delivery uses",
+            );
+            return;
+        }
+        Resolved::Unresolved => {
+            sink.quarantine(
+                file,
+                line,
+                Reason::InvalidCode,
+                "no medicationCodeableConcept, and medicationReference is not a Medication in this delivery",
+            );
+            return;
+        }
     };
     let codings = codings(Some(concept));
     let dmd = codings.iter().find(|c| {
@@ -439,14 +544,15 @@ fn medication_request(
     if dmd.is_none()
         && let Some(other) = codings.first()
     {
-        let system = str_at(other, &["system"]);
-        sink.not_understood("unknown_code_system", system);
-        let detail = if nameable(system) {
-            format!("medication code system {system} is not dm+d")
-        } else {
-            "medication code system is not dm+d".to_string()
-        };
-        sink.quarantine(file, line, Reason::UnknownCodeSystem, detail);
+        // Counted by system in the summary (when it is a URI); the quarantine detail
+        // names the field only, as every detail does.
+        sink.not_understood("unknown_code_system", str_at(other, &["system"]));
+        sink.quarantine(
+            file,
+            line,
+            Reason::UnknownCodeSystem,
+            "medication code system is not dm+d",
+        );
         return;
     }
     let code = dmd.map_or("", |c| str_at(c, &["code"]));
@@ -484,13 +590,12 @@ fn encounter(resource: &Value, sink: &mut RowSink<'_>, person: PersonRef, file: 
     let class = class_code(resource);
     let Some(reading) = read_class(class) else {
         sink.not_understood("unknown_encounter_class", class);
-        // The class is a code from a closed vocabulary, so it is named (when it is one).
-        let detail = if nameable(class) {
-            format!("encounter class {class} is not a known v3-ActCode or encounter-class code")
-        } else {
-            "encounter class is not a known code".to_string()
-        };
-        sink.quarantine(file, line, Reason::InvalidValue, detail);
+        sink.quarantine(
+            file,
+            line,
+            Reason::InvalidValue,
+            "encounter class is not a known v3-ActCode or encounter-class code",
+        );
         return;
     };
     // Ambulatory care is the source's own not-admitted service; other classes that do not
@@ -524,7 +629,7 @@ fn encounter(resource: &Value, sink: &mut RowSink<'_>, person: PersonRef, file: 
     if kind.is_none() && !snomed.is_empty() {
         kind = snomed.trim().parse::<i64>().ok().and_then(encounter_type_of_snomed);
         if kind.is_none() {
-            sink.not_understood("unmapped_snomed_encounter_type", snomed);
+            sink.not_understood("unmapped_snomed_encounter_type", snomed.trim());
         }
     }
     let kind = kind.or(reading.default_type).unwrap_or("");

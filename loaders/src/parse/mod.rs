@@ -37,6 +37,8 @@ pub struct ParseContext<'a> {
     /// Pseudonyms of people who have opted out.
     pub optouts: &'a HashSet<i64>,
     pub source: &'a Source,
+    /// The largest data file read; a larger one rejects its delivery (`file_too_large`).
+    pub max_file_bytes: u64,
 }
 
 /// Canonical rows and quarantine records from one delivery.

@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 use std::collections::{HashMap, HashSet};
 
 use super::vocab::{
-    CodeSystem, ENCOUNTER_TYPES, Sex, ambulatory_setting, canonical_setting, ethnicity_group, event_setting,
+    CodeSystem, ENCOUNTER_TYPES, Sex, ambulatory_setting, canonical_setting, ethnicity_group, event_setting, ucum_unit,
 };
 use super::{ParseContext, ParsedDelivery};
 use crate::dates::{EARLIEST, date32, first_of_month, parse_date};
@@ -95,13 +95,20 @@ impl<'a> RowSink<'a> {
         Self {
             ctx,
             setting: event_setting(ctx.source.org_type),
-            latest: delivery.manifest.extracted,
+            // Nothing is dated after the extract, nor after today whatever the manifest
+            // says (a manifest dated 9999-12-31 must not let 9999-12-31 events land).
+            latest: delivery.manifest.extracted.min(chrono::Utc::now().date_naive()),
             period: (delivery.manifest.period_start, delivery.manifest.period_end),
             seen_patients: HashSet::new(),
             people: HashMap::new(),
             first_record: HashMap::new(),
             out: ParsedDelivery::default(),
         }
+    }
+
+    /// The largest data file the loader reads (`--max-file-bytes`).
+    pub fn max_file_bytes(&self) -> u64 {
+        self.ctx.max_file_bytes
     }
 
     pub fn source_org_type(&self) -> OrgType {
@@ -112,7 +119,7 @@ impl<'a> RowSink<'a> {
         &self.ctx.source.ods
     }
 
-    /// The date the delivery was extracted (its manifest's `extracted`).
+    /// The date the delivery was extracted (its manifest's `extracted`, never after today).
     pub fn extracted(&self) -> NaiveDate {
         self.latest
     }
@@ -138,16 +145,29 @@ impl<'a> RowSink<'a> {
     }
 
     /// Count something the source sent that Poplar did not understand, for the load
-    /// summary (`category`: what kind of thing; `value`: which one). A value that is not a
-    /// short code or URI is counted without being named: it might be free text.
+    /// summary (`category`: what kind of thing; `value`: which one). Only a code-system URI
+    /// or a checked SNOMED CT id is named; anything else is counted without being named,
+    /// because it might be free text or an identifier sent in the wrong field.
     pub fn not_understood(&mut self, category: &'static str, value: &str) {
-        let name = if super::vocab::nameable(value) {
+        let name = if super::vocab::nameable(value) || super::vocab::nameable_sctid(value) {
             value
         } else if value.is_empty() {
             "(none)"
         } else {
             "(not a code)"
         };
+        *self
+            .out
+            .not_understood
+            .entry(category)
+            .or_default()
+            .entry(name.to_string())
+            .or_default() += 1;
+    }
+
+    /// Count something Poplar understood only in part, named by Poplar's own constant (a
+    /// resource type), for the load summary.
+    pub fn partly_understood(&mut self, category: &'static str, name: &'static str) {
         *self
             .out
             .not_understood
@@ -205,6 +225,8 @@ impl<'a> RowSink<'a> {
             PersonRef::Invalid(reason) => {
                 let detail = match reason {
                     Reason::MissingNhsNumber => "no NHS number",
+                    Reason::DuplicateResourceId => "the Patient id is used by more than one Patient in this delivery",
+                    Reason::ConflictingIdentifiers => "the Patient carries two different NHS numbers",
                     _ => "NHS number fails the modulus 11 check or is not ten digits",
                 };
                 self.quarantine(file, line, reason, detail);
@@ -225,12 +247,21 @@ impl<'a> RowSink<'a> {
             );
             return None;
         };
-        if d < earliest || d > self.latest {
+        if d > self.latest {
+            self.quarantine(
+                file,
+                line,
+                Reason::FutureDate,
+                format!("{column} is after the extract date"),
+            );
+            return None;
+        }
+        if d < earliest {
             self.quarantine(
                 file,
                 line,
                 Reason::DateOutOfRange,
-                format!("{column} is before 1900, before birth or after the extract date"),
+                format!("{column} is before 1900 or before birth"),
             );
             return None;
         }
@@ -417,6 +448,27 @@ impl<'a> RowSink<'a> {
             self.quarantine(file, line, Reason::InvalidValue, "value is not a number");
             return;
         };
+        // `unit` lands only as a code from Poplar's UCUM list: sent as text, it is a free
+        // field that a name or an address can be typed into.
+        let unit = match f.unit.trim() {
+            "" => None,
+            raw => match ucum_unit(raw) {
+                Some(unit) => Some(unit),
+                None => {
+                    self.quarantine(file, line, Reason::UnknownUnit, "unit is not a UCUM unit Poplar knows");
+                    return;
+                }
+            },
+        };
+        if value.is_some_and(|v| v < 0.0) && unit.is_some_and(|u| !u.signed) {
+            self.quarantine(
+                file,
+                line,
+                Reason::NegativeValue,
+                "value is negative in a unit that cannot be",
+            );
+            return;
+        }
         self.note_record(person_id, date);
         let rows = &mut self.out.events;
         rows.person_id.append_value(person_id);
@@ -425,9 +477,8 @@ impl<'a> RowSink<'a> {
         rows.code.append_value(code);
         rows.snomed_code.append_option(snomed);
         rows.value.append_option(value);
-        let unit = f.unit.trim();
         rows.unit
-            .append_option((!unit.is_empty() && value.is_some()).then_some(unit));
+            .append_option(unit.filter(|_| value.is_some()).map(|u| u.code));
         rows.setting.append_value(self.setting);
     }
 
@@ -440,9 +491,16 @@ impl<'a> RowSink<'a> {
             self.quarantine(file, line, Reason::InvalidCode, "dm+d code is not a 6-18 digit id");
             return;
         };
-        let Ok(quantity) = parse_optional_number(f.quantity) else {
-            self.quarantine(file, line, Reason::InvalidValue, "quantity is not a number");
-            return;
+        let quantity = match parse_optional_number(f.quantity) {
+            Ok(Some(q)) if q < 0.0 => {
+                self.quarantine(file, line, Reason::NegativeValue, "quantity is negative");
+                return;
+            }
+            Ok(q) => q,
+            Err(()) => {
+                self.quarantine(file, line, Reason::InvalidValue, "quantity is not a number");
+                return;
+            }
         };
         self.note_record(person_id, date);
         let rows = &mut self.out.medications;
@@ -456,8 +514,10 @@ impl<'a> RowSink<'a> {
         let Some(person_id) = self.admit(person, file, line) else {
             return;
         };
-        let kind = f.encounter_type.trim();
-        if !kind.is_empty() && !ENCOUNTER_TYPES.contains(&kind) {
+        // The category lands as Poplar's own constant, never the sender's text.
+        let raw_kind = f.encounter_type.trim();
+        let kind = ENCOUNTER_TYPES.iter().copied().find(|t| *t == raw_kind);
+        if !raw_kind.is_empty() && kind.is_none() {
             self.quarantine(
                 file,
                 line,
@@ -484,6 +544,16 @@ impl<'a> RowSink<'a> {
             None
         } else {
             match parse_date(f.end) {
+                // A planned end may be after the extract, but not years after it.
+                Some(end) if end > self.latest + chrono::Duration::days(366) => {
+                    self.quarantine(
+                        file,
+                        line,
+                        Reason::FutureDate,
+                        "end date is more than a year after the extract date",
+                    );
+                    return;
+                }
                 Some(end) if end >= start => Some(end),
                 Some(_) => {
                     self.quarantine(file, line, Reason::InvalidDate, "end date is before start date");
@@ -497,7 +567,7 @@ impl<'a> RowSink<'a> {
         };
         let cost = match parse_optional_number(f.cost) {
             Ok(Some(c)) if c < 0.0 => {
-                self.quarantine(file, line, Reason::InvalidValue, "cost is negative");
+                self.quarantine(file, line, Reason::NegativeValue, "cost is negative");
                 return;
             }
             Ok(c) => c,
@@ -529,7 +599,7 @@ impl<'a> RowSink<'a> {
         rows.setting.append_value(setting);
         rows.start_date.append_value(date32(start));
         rows.end_date.append_option(end.map(date32));
-        rows.encounter_type.append_option((!kind.is_empty()).then_some(kind));
+        rows.encounter_type.append_option(kind);
         rows.cost.append_option(cost);
         rows.encounter_snomed.append_option(snomed);
     }
@@ -564,16 +634,26 @@ fn is_loinc(code: &str) -> bool {
     }
 }
 
+/// ICD-10 as UK systems send it: a letter, two digits (or a digit and the `X` filler),
+/// then an optional `.` and up to three digits or `X` fillers, and an optional dagger,
+/// asterisk or dash marker (`D`, `A`, `-`). Letters are not otherwise allowed after the
+/// category, so a surname cannot ride along (`A12SMITH`).
 fn is_icd10(code: &str) -> bool {
     let b = code.as_bytes();
-    b.len() >= 3
-        && b.len() <= 8
-        && b[0].is_ascii_uppercase()
-        && b[1].is_ascii_digit()
-        && (b[2].is_ascii_digit() || b[2] == b'X')
-        && b[3..]
-            .iter()
-            .all(|c| c.is_ascii_alphanumeric() || *c == b'.' || *c == b'-')
+    if b.len() < 3 || !b[0].is_ascii_uppercase() || !b[1].is_ascii_digit() || !(b[2].is_ascii_digit() || b[2] == b'X') {
+        return false;
+    }
+    let mut rest = &b[3..];
+    if let [head @ .., b'D' | b'A' | b'-'] = rest {
+        rest = head;
+    }
+    if let [b'.', tail @ ..] = rest {
+        rest = tail;
+        if rest.is_empty() {
+            return false;
+        }
+    }
+    rest.len() <= 3 && rest.iter().all(|c| c.is_ascii_digit() || *c == b'X')
 }
 
 #[cfg(test)]
@@ -595,7 +675,10 @@ mod tests {
         for ok in ["E11", "E11.9", "I10X", "S72.0", "J44.1"] {
             assert!(is_icd10(ok), "{ok}");
         }
-        for bad in ["", "11E", "e11", "E1", "E11;DROP"] {
+        for ok in ["R69X", "E119", "S7200", "G01XD", "E11-"] {
+            assert!(is_icd10(ok), "{ok}");
+        }
+        for bad in ["", "11E", "e11", "E1", "E11;DROP", "A12SMITH", "E11.", "Q11AA"] {
             assert!(!is_icd10(bad), "{bad}");
         }
     }

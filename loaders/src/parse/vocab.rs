@@ -246,15 +246,287 @@ pub fn encounter_type_of_snomed(code: i64) -> Option<&'static str> {
     SNOMED_ENCOUNTER_TYPES.iter().find(|(c, _)| *c == code).map(|(_, t)| *t)
 }
 
-/// Whether a sender's code or system may be named in a quarantine detail or the load
-/// summary: a short token of URI characters. Anything else might be free text (a
-/// clinician's note in the wrong field), so it is never echoed.
-pub fn nameable(code: &str) -> bool {
-    !code.is_empty()
-        && code.len() <= 120
-        && code
+/// Whether a sender's code system may be named in the load summary (never in a quarantine
+/// detail or an error, which name only the field): a URI (`http://`, `https://` with a
+/// dotted host, or `urn:oid:`) of URI characters, with no run of six or more digits
+/// outside an OID. A name, an NHS number, a postcode or an address line is none of these,
+/// so free text in the wrong field is counted without being named.
+pub fn nameable(system: &str) -> bool {
+    if system.len() > 120
+        || !system
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._~:/#?=&%+".contains(&b))
+    {
+        return false;
+    }
+    if let Some(oid) = system.strip_prefix("urn:oid:") {
+        return !oid.is_empty() && oid.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    }
+    let Some(rest) = system
+        .strip_prefix("http://")
+        .or_else(|| system.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let host = rest.split('/').next().unwrap_or("");
+    host.contains('.') && !has_digit_run(system, 6)
+}
+
+fn has_digit_run(text: &str, len: usize) -> bool {
+    let mut run = 0;
+    for b in text.bytes() {
+        run = if b.is_ascii_digit() { run + 1 } else { 0 };
+        if run >= len {
+            return true;
+        }
+    }
+    false
+}
+
+/// Whether a SNOMED CT concept id may be named in the load summary: 6-18 digits, a concept
+/// partition (`00` or `10`) and a valid Verhoeff check digit. An NHS number sent where a
+/// code belongs passes all three only by a 1-in-500 chance, and is counted unnamed.
+pub fn nameable_sctid(code: &str) -> bool {
+    let b = code.as_bytes();
+    (6..=18).contains(&b.len())
+        && b.iter().all(u8::is_ascii_digit)
+        && matches!(&b[b.len() - 3..b.len() - 1], b"00" | b"10")
+        && verhoeff_valid(code)
+}
+
+fn verhoeff_valid(digits: &str) -> bool {
+    const D: [[u8; 10]; 10] = [
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+        [1, 2, 3, 4, 0, 6, 7, 8, 9, 5],
+        [2, 3, 4, 0, 1, 7, 8, 9, 5, 6],
+        [3, 4, 0, 1, 2, 8, 9, 5, 6, 7],
+        [4, 0, 1, 2, 3, 9, 5, 6, 7, 8],
+        [5, 9, 8, 7, 6, 0, 4, 3, 2, 1],
+        [6, 5, 9, 8, 7, 1, 0, 4, 3, 2],
+        [7, 6, 5, 9, 8, 2, 1, 0, 4, 3],
+        [8, 7, 6, 5, 9, 3, 2, 1, 0, 4],
+        [9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
+    ];
+    const P: [[u8; 10]; 8] = [
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+        [1, 5, 7, 6, 2, 8, 3, 0, 9, 4],
+        [5, 8, 0, 3, 7, 9, 6, 1, 4, 2],
+        [8, 9, 1, 6, 0, 4, 3, 5, 2, 7],
+        [9, 4, 5, 3, 1, 2, 6, 8, 7, 0],
+        [4, 2, 8, 6, 5, 7, 3, 9, 0, 1],
+        [2, 7, 9, 3, 8, 0, 6, 4, 1, 5],
+        [7, 0, 4, 6, 9, 1, 3, 2, 5, 8],
+    ];
+    let mut c = 0u8;
+    for (i, b) in digits.bytes().rev().enumerate() {
+        let d = usize::from(b.wrapping_sub(b'0'));
+        if d > 9 {
+            return false;
+        }
+        c = D[usize::from(c)][usize::from(P[i % 8][d])];
+    }
+    c == 0
+}
+
+/// One UCUM unit Poplar lands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unit {
+    /// The UCUM code that lands: always this constant, never the sender's text.
+    pub code: &'static str,
+    /// Whether a value in this unit may be negative (temperatures, base excess, z-scores,
+    /// angles). Counts, masses, volumes, lengths, rates, pressures and most
+    /// concentrations cannot be.
+    pub signed: bool,
+}
+
+const fn unsigned(code: &'static str) -> Unit {
+    Unit { code, signed: false }
+}
+
+const fn signed(code: &'static str) -> Unit {
+    Unit { code, signed: true }
+}
+
+/// The UCUM units clinical systems in England send with observations (pathology, vital
+/// signs, anthropometry, spirometry, prescribing). The `unit` column is landed only from
+/// this list: a unit outside it is quarantined (`unknown_unit`), because the column is
+/// otherwise a free-text field a name or an address can be typed into.
+pub const UCUM_UNITS: &[Unit] = &[
+    // Dimensionless, ratios and scores.
+    unsigned("%"),
+    signed("1"),
+    unsigned("{ratio}"),
+    signed("{score}"),
+    signed("{SDS}"),
+    unsigned("{count}"),
+    unsigned("{beats}/min"),
+    unsigned("{breaths}/min"),
+    unsigned("{cells}/uL"),
+    unsigned("{copies}/mL"),
+    unsigned("{drink}/wk"),
+    unsigned("{cigarettes}/d"),
+    unsigned("{pack-years}"),
+    unsigned("{units}/wk"),
+    unsigned("[iU]"),
+    unsigned("[iU]/L"),
+    unsigned("[iU]/mL"),
+    unsigned("m[iU]/L"),
+    unsigned("u[iU]/mL"),
+    unsigned("[arb'U]/mL"),
+    // Rates.
+    unsigned("/min"),
+    unsigned("/h"),
+    unsigned("/d"),
+    unsigned("/wk"),
+    // Counts per volume (haematology).
+    unsigned("10*9/L"),
+    unsigned("10*12/L"),
+    unsigned("10*6/L"),
+    unsigned("10*3/uL"),
+    unsigned("10*6/uL"),
+    unsigned("/uL"),
+    unsigned("/L"),
+    // Mass, length, area, volume, time.
+    unsigned("kg"),
+    unsigned("g"),
+    unsigned("mg"),
+    unsigned("ug"),
+    unsigned("ng"),
+    unsigned("[lb_av]"),
+    unsigned("[oz_av]"),
+    unsigned("[stone_av]"),
+    unsigned("m"),
+    unsigned("cm"),
+    unsigned("mm"),
+    unsigned("[in_i]"),
+    unsigned("[ft_i]"),
+    unsigned("m2"),
+    unsigned("cm2"),
+    unsigned("L"),
+    unsigned("dL"),
+    unsigned("mL"),
+    unsigned("uL"),
+    unsigned("fL"),
+    unsigned("pg"),
+    unsigned("s"),
+    unsigned("min"),
+    unsigned("h"),
+    unsigned("d"),
+    unsigned("wk"),
+    unsigned("mo"),
+    unsigned("a"),
+    // Body mass index, pressure, temperature, angle.
+    unsigned("kg/m2"),
+    unsigned("mm[Hg]"),
+    unsigned("cm[H2O]"),
+    unsigned("kPa"),
+    signed("Cel"),
+    signed("[degF]"),
+    signed("deg"),
+    // Substance concentrations. mmol/L is signed: base excess is reported in it.
+    signed("mmol/L"),
+    unsigned("umol/L"),
+    unsigned("nmol/L"),
+    unsigned("pmol/L"),
+    unsigned("mol/L"),
+    unsigned("mmol/mol"),
+    unsigned("mmol/(24.h)"),
+    unsigned("mmol/kg"),
+    unsigned("mosm/kg"),
+    unsigned("mg/mmol"),
+    unsigned("g/mol{creat}"),
+    // Mass concentrations.
+    unsigned("g/L"),
+    unsigned("g/dL"),
+    unsigned("mg/L"),
+    unsigned("mg/dL"),
+    unsigned("ug/L"),
+    unsigned("ug/dL"),
+    unsigned("ng/L"),
+    unsigned("ng/mL"),
+    unsigned("pg/mL"),
+    unsigned("mg/(24.h)"),
+    unsigned("g/(24.h)"),
+    // Enzyme activity.
+    unsigned("U/L"),
+    unsigned("U/mL"),
+    unsigned("mU/L"),
+    unsigned("kU/L"),
+    unsigned("ukat/L"),
+    // Renal function, flow and spirometry.
+    unsigned("mL/min"),
+    unsigned("mL/min/{1.73_m2}"),
+    unsigned("mL/min/1.73m2"),
+    unsigned("L/min"),
+    unsigned("L/s"),
+    unsigned("mL/h"),
+    unsigned("mm/h"),
+    // Dosing.
+    unsigned("mg/kg"),
+    unsigned("mg/d"),
+    unsigned("ug/d"),
+    unsigned("kcal"),
+    unsigned("kcal/d"),
+];
+
+/// How UK systems commonly spell units that UCUM writes otherwise (case, `^`, `²`,
+/// display forms). Each maps to a code in [`UCUM_UNITS`].
+const UNIT_ALIASES: &[(&str, &str)] = &[
+    ("mmol/l", "mmol/L"),
+    ("umol/l", "umol/L"),
+    ("µmol/L", "umol/L"),
+    ("µmol/l", "umol/L"),
+    ("nmol/l", "nmol/L"),
+    ("pmol/l", "pmol/L"),
+    ("g/l", "g/L"),
+    ("g/dl", "g/dL"),
+    ("mg/l", "mg/L"),
+    ("mg/dl", "mg/dL"),
+    ("ug/l", "ug/L"),
+    ("µg/L", "ug/L"),
+    ("ng/l", "ng/L"),
+    ("ng/ml", "ng/mL"),
+    ("u/l", "U/L"),
+    ("iu/l", "[iU]/L"),
+    ("IU/L", "[iU]/L"),
+    ("mU/l", "mU/L"),
+    ("mIU/L", "m[iU]/L"),
+    ("10^9/L", "10*9/L"),
+    ("10^9/l", "10*9/L"),
+    ("x10^9/L", "10*9/L"),
+    ("x10*9/L", "10*9/L"),
+    ("10^12/L", "10*12/L"),
+    ("10^12/l", "10*12/L"),
+    ("x10^12/L", "10*12/L"),
+    ("mmHg", "mm[Hg]"),
+    ("mm Hg", "mm[Hg]"),
+    ("mmhg", "mm[Hg]"),
+    ("kg/m^2", "kg/m2"),
+    ("kg/m²", "kg/m2"),
+    ("bpm", "/min"),
+    ("beats/min", "/min"),
+    ("/minute", "/min"),
+    ("ml/min/1.73m2", "mL/min/1.73m2"),
+    ("mL/min/1.73m^2", "mL/min/1.73m2"),
+    ("ml/min/1.73m^2", "mL/min/1.73m2"),
+    ("mL/min/1.73 m2", "mL/min/1.73m2"),
+    ("ml", "mL"),
+    ("l", "L"),
+    ("degC", "Cel"),
+    ("°C", "Cel"),
+    ("fl", "fL"),
+    ("mm/hr", "mm/h"),
+    ("mmol/mol Hb", "mmol/mol"),
+];
+
+/// The UCUM unit a sender's unit text stands for, if Poplar knows it.
+pub fn ucum_unit(raw: &str) -> Option<Unit> {
+    let raw = raw.trim();
+    let code = UNIT_ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == raw)
+        .map_or(raw, |(_, code)| *code);
+    UCUM_UNITS.iter().copied().find(|u| u.code == code)
 }
 
 /// The encounter class to send for a setting.
@@ -332,6 +604,69 @@ mod tests {
             assert!(ENCOUNTER_TYPES.contains(&t), "{t}");
         }
         assert!(nameable("http://www.nlm.nih.gov/research/umls/rxnorm"));
-        assert!(!nameable("seen by Dr Smith"));
+        assert!(nameable("urn:oid:2.16.840.1.113883.6.88"));
+        for not in [
+            "seen by Dr Smith",
+            "Lovelace",
+            "XYZ",
+            "9434765919",
+            "QP1 1AA",
+            "QP11AA",
+            "http://Lovelace",
+            "https://x.example/9434765919",
+        ] {
+            assert!(!nameable(not), "{not}");
+        }
+    }
+
+    #[test]
+    fn sctids_are_named_only_with_a_concept_partition_and_check_digit() {
+        for ok in ["50849002", "44054006", "439708006", "185317003"] {
+            assert!(nameable_sctid(ok), "{ok}");
+        }
+        for not in ["50849003", "9434765919", "abc", "12345"] {
+            assert!(!nameable_sctid(not), "{not}");
+        }
+    }
+
+    #[test]
+    fn units_are_a_closed_list_and_free_text_never_passes() {
+        for (raw, code) in [
+            ("mmol/L", "mmol/L"),
+            ("mmol/l", "mmol/L"),
+            ("mm[Hg]", "mm[Hg]"),
+            ("mmHg", "mm[Hg]"),
+            ("kg/m2", "kg/m2"),
+            ("%", "%"),
+            ("/min", "/min"),
+            ("10*9/L", "10*9/L"),
+            ("mL/min/1.73m2", "mL/min/1.73m2"),
+            ("umol/L", "umol/L"),
+            ("U/L", "U/L"),
+            ("mmol/mol", "mmol/mol"),
+            (" kg ", "kg"),
+        ] {
+            assert_eq!(ucum_unit(raw).map(|u| u.code), Some(code), "{raw}");
+        }
+        for not in [
+            "Ada Lovelace",
+            "9434765919",
+            "QP1 1AA",
+            "1 Engine Row",
+            "mg/dL; DROP",
+            "kgs please",
+        ] {
+            assert_eq!(ucum_unit(not), None, "{not}");
+        }
+        assert!(ucum_unit("Cel").is_some_and(|u| u.signed));
+        assert!(ucum_unit("kg").is_some_and(|u| !u.signed));
+        let mut codes: Vec<&str> = UCUM_UNITS.iter().map(|u| u.code).collect();
+        codes.sort_unstable();
+        let n = codes.len();
+        codes.dedup();
+        assert_eq!(codes.len(), n, "no unit listed twice");
+        for (_, code) in UNIT_ALIASES {
+            assert!(UCUM_UNITS.iter().any(|u| u.code == *code), "{code}");
+        }
     }
 }

@@ -6,6 +6,7 @@ mod common;
 mod crash_recovery;
 mod deidentification;
 mod fhir_shapes;
+mod hostile;
 mod landing;
 mod optout;
 mod quarantine;

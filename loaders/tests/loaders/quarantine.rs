@@ -63,7 +63,7 @@ async fn every_record_level_quarantine_reason_is_recorded_with_file_and_line() {
     patients += &patient_line(&bad_check, "1950-06-17", "2"); // 3 invalid_nhs_number
     patients += &patient_line("", "1950-06-17", "2"); // 4 missing_nhs_number
     patients += &patient_line(&b, "1950-13-01", "1"); // 5 invalid_date
-    patients += &patient_line(&b, "2031-01-01", "1"); // 6 date_out_of_range
+    patients += &patient_line(&b, "2031-01-01", "1"); // 6 future_date
     patients += &patient_line(&a, "1950-06-17", "2"); // 7 duplicate_patient
     patients += &format!("{b},Too,Few,Columns\n"); // 8 wrong_column_count
     patients += &patient_line(&b, "1960-01-01", "Q"); // 9 invalid_value (sex)
@@ -135,7 +135,7 @@ async fn every_record_level_quarantine_reason_is_recorded_with_file_and_line() {
         ("A00001", "patients.csv", 3, "invalid_nhs_number"),
         ("A00001", "patients.csv", 4, "missing_nhs_number"),
         ("A00001", "patients.csv", 5, "invalid_date"),
-        ("A00001", "patients.csv", 6, "date_out_of_range"),
+        ("A00001", "patients.csv", 6, "future_date"),
         ("A00001", "patients.csv", 7, "duplicate_patient"),
         ("A00001", "patients.csv", 8, "wrong_column_count"),
         ("A00001", "patients.csv", 9, "invalid_value"),

@@ -105,6 +105,7 @@ impl HandBuilt {
             imd: self.root.join("lookups/imd2019_lsoa.csv"),
             optout: None,
             group_rows: 1_000_000,
+            max_file_bytes: poplar_loaders::delivery::DEFAULT_MAX_FILE_BYTES,
             progress: false,
         }
     }

@@ -49,6 +49,7 @@ pub fn options(region: &SynthOutput, store: &Path) -> LoadOptions {
         imd: region.imd.clone(),
         optout: None,
         group_rows: poplar_loaders::load::DEFAULT_GROUP_ROWS,
+        max_file_bytes: poplar_loaders::delivery::DEFAULT_MAX_FILE_BYTES,
         progress: false,
     }
 }
