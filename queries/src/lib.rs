@@ -5,6 +5,7 @@
 
 pub mod codelists;
 mod error;
+pub mod measures;
 pub mod registers;
 
 pub use codelists::{CLUSTERS, Cluster, Code, Codelist, all_codelists, codelist};
