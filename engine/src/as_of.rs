@@ -7,6 +7,10 @@
 //! returns a lazy table: its schema is fixed when the function is registered, and its
 //! `scan` plans the register SQL for the date (trusted internal SQL, on the snapshot's own
 //! session) and hands back that physical plan. Nothing is read until the query runs.
+//!
+//! On the reference date itself, `registers_on` reads the snapshot's `register_membership`
+//! (computed once, from the same SQL) instead of recomputing it: the measures service asks
+//! for the latest period far more often than any other.
 
 use chrono::NaiveDate;
 use deltalake::datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl};
@@ -59,8 +63,9 @@ impl Question {
 }
 
 /// Register `registers_on` and `population_on` on a snapshot's context. Call it once the
-/// snapshot's tables are registered: their schemas are fixed now, from the planned SQL.
-pub async fn register(ctx: &SessionContext) -> Result<(), EngineError> {
+/// snapshot's tables (and, with a reference date, `register_membership`) are registered:
+/// their schemas are fixed now, from the planned SQL.
+pub async fn register(ctx: &SessionContext, reference: Option<NaiveDate>) -> Result<(), EngineError> {
     let state = Arc::new(ctx.state());
     for question in [Question::Registers, Question::Population] {
         let probe = state.create_logical_plan(&question.sql(NaiveDate::MIN)).await?;
@@ -71,6 +76,7 @@ pub async fn register(ctx: &SessionContext) -> Result<(), EngineError> {
                 question,
                 state: state.clone(),
                 schema,
+                reference,
             }),
         );
     }
@@ -83,6 +89,9 @@ struct OnDate {
     question: Question,
     state: Arc<SessionState>,
     schema: arrow::datatypes::SchemaRef,
+    /// The snapshot's reference date, on which `register_membership` already holds the
+    /// answer.
+    reference: Option<NaiveDate>,
 }
 
 impl OnDate {
@@ -110,8 +119,14 @@ impl OnDate {
 impl TableFunctionImpl for OnDate {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
         let on = self.date_argument(args.exprs())?;
+        let sql = match self.question {
+            Question::Registers if Some(on) == self.reference => {
+                "SELECT person_id, practice, register, latest_code_date FROM register_membership".to_string()
+            }
+            Question::Registers | Question::Population => self.question.sql(on),
+        };
         Ok(Arc::new(AsOf {
-            sql: self.question.sql(on),
+            sql,
             state: self.state.clone(),
             schema: self.schema.clone(),
         }))

@@ -286,7 +286,7 @@ pub async fn open_snapshot(
     if let Some(date) = reference {
         register_registers(&ctx, date).await?;
     }
-    as_of::register(&ctx).await?;
+    as_of::register(&ctx, reference).await?;
     Ok(SnapshotContext {
         snapshot,
         reference_date: reference,
