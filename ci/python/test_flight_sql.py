@@ -6,7 +6,6 @@ import contextlib
 import csv
 import json
 import pathlib
-import re
 import signal
 import subprocess
 
@@ -15,7 +14,7 @@ import duckdb
 import pytest
 from deltalake import DeltaTable
 
-from conftest import poplar_env
+from conftest import poplar_env, start_server
 
 CODELISTS = pathlib.Path(__file__).resolve().parents[2] / "queries" / "codelists"
 
@@ -36,12 +35,8 @@ def server(landed, poplar_bin, tmp_path_factory):
         "sam": add_user(poplar_bin, users, "sam", "steward"),
         "cam": add_user(poplar_bin, users, "cam", "commissioner"),
     }
-    proc = subprocess.Popen([poplar_bin, "serve", "--store", str(store), "--users", str(users), "--addr", "127.0.0.1:0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=poplar_env())
-    line = proc.stdout.readline()
-    match = re.search(r"grpc://(\S+)", line)
-    assert match, f"server did not start: {line} {proc.stderr.read() if proc.poll() is not None else ''}"
-    yield f"grpc://{match.group(1)}", tokens, store
+    proc, _, addr = start_server(poplar_bin, store, users)
+    yield f"grpc://{addr}", tokens, store
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0, "SIGTERM drains and exits cleanly"
 
@@ -224,13 +219,10 @@ def test_a_server_killed_mid_answer_leaves_a_provisional_entry_and_a_verifiable_
     store, _ = landed
     users = tmp_path / "users.toml"
     token = add_user(poplar_bin, users, "sam", "steward")
-    proc = subprocess.Popen([poplar_bin, "serve", "--store", str(store), "--users", str(users), "--addr", "127.0.0.1:0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=poplar_env())
+    proc, _, addr = start_server(poplar_bin, store, users)
     sql = "SELECT value FROM generate_series(1, 50000000) AS t(value) -- killed mid-answer"
     try:
-        match = re.search(r"grpc://(\S+)", proc.stdout.readline())
-        assert match
-        conn = connect(f"grpc://{match.group(1)}", "sam", token)
+        conn = connect(f"grpc://{addr}", "sam", token)
         cur = conn.cursor()
         cur.execute(sql)
         reader = cur.fetch_record_batch()
@@ -321,14 +313,10 @@ def test_tls_with_a_certificate_the_client_trusts(landed, poplar_bin, tmp_path):
     )
     users = tmp_path / "users.toml"
     token = add_user(poplar_bin, users, "sam", "steward")
-    proc = subprocess.Popen([poplar_bin, "serve", "--store", str(store), "--users", str(users), "--addr", "127.0.0.1:0",
-                             "--tls-cert", str(cert), "--tls-key", str(key)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=poplar_env())
+    proc, scheme, addr = start_server(poplar_bin, store, users, "--tls-cert", str(cert), "--tls-key", str(key))
     try:
-        line = proc.stdout.readline()
-        match = re.search(r"grpc\+tls://(\S+)", line)
-        assert match, line
-        uri = f"grpc+tls://{match.group(1)}"
+        assert scheme == "grpc+tls"
+        uri = f"grpc+tls://{addr}"
         kwargs = {"username": "sam", "password": token,
                   "adbc.flight.sql.client_option.tls_root_certs": cert.read_text()}
         with flight_sql.connect(uri, db_kwargs=kwargs, autocommit=True) as conn:

@@ -5,7 +5,6 @@ the server is alive afterwards, its peak memory stays near its limit, and every 
 in an audit log that verifies."""
 
 import json
-import re
 import signal
 import socket
 import subprocess
@@ -14,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import poplar_env
+from conftest import poplar_env, start_server
 from test_flight_sql import add_user, audit_entries, connect
 
 MEMORY_LIMIT_MIB = 512
@@ -34,20 +33,13 @@ def hardened(landed, poplar_bin, tmp_path_factory):
         "cam": add_user(poplar_bin, users, "cam", "commissioner"),
         "cat": add_user(poplar_bin, users, "cat", "commissioner"),
     }
-    # The server's log goes to a file: a pipe nobody reads would fill and stall it.
-    log = open(users.parent / "server.log", "w")
-    proc = subprocess.Popen(
-        [poplar_bin, "serve", "--store", str(store), "--users", str(users), "--addr", "127.0.0.1:0",
-         "--memory-limit", f"{MEMORY_LIMIT_MIB}MiB", "--query-timeout-secs", str(QUERY_TIMEOUT_SECS),
-         "--max-connections", str(MAX_CONNECTIONS)],
-        stdout=subprocess.PIPE, stderr=log, text=True, env=poplar_env())
-    match = re.search(r"grpc://(\S+)", proc.stdout.readline())
-    assert match, (users.parent / "server.log").read_text()
-    yield f"grpc://{match.group(1)}", match.group(1), tokens, store, proc
+    proc, _, addr = start_server(
+        poplar_bin, store, users, "--memory-limit", f"{MEMORY_LIMIT_MIB}MiB",
+        "--query-timeout-secs", str(QUERY_TIMEOUT_SECS), "--max-connections", str(MAX_CONNECTIONS))
+    yield f"grpc://{addr}", addr, tokens, store, proc
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
-    log.close()
 
 
 class Canary(threading.Thread):

@@ -129,7 +129,6 @@ pub struct Limits {
 #[derive(Debug)]
 pub struct Admission {
     slots: Arc<Semaphore>,
-    limits: QueryLimits,
 }
 
 /// A running query's slot; dropping it frees the slot.
@@ -142,12 +141,7 @@ impl Admission {
     pub fn new(limits: QueryLimits) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(limits.concurrent.max(1))),
-            limits,
         }
-    }
-
-    pub fn limits(&self) -> QueryLimits {
-        self.limits
     }
 
     /// Wait for a slot, at most `wait`. A server whose slots stay busy that long refuses

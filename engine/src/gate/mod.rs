@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 pub use answer::Answer;
 use guard::{AuditGuard, elapsed_ms};
 use throttle::Throttle;
-pub use throttle::{FAILURE_DELAY, MAX_FAILURES, WINDOW as SIGN_IN_WINDOW};
+pub use throttle::{FAILURE_DELAY, MAX_FAILURES};
 
 use crate::audit::{AuditLog, AuditRecord, AuditRequest, Outcome};
 use crate::auth::Authenticator;

@@ -491,16 +491,8 @@ impl<'a> RowSink<'a> {
             self.quarantine(file, line, Reason::InvalidCode, "dm+d code is not a 6-18 digit id");
             return;
         };
-        let quantity = match parse_optional_number(f.quantity) {
-            Ok(Some(q)) if q < 0.0 => {
-                self.quarantine(file, line, Reason::NegativeValue, "quantity is negative");
-                return;
-            }
-            Ok(q) => q,
-            Err(()) => {
-                self.quarantine(file, line, Reason::InvalidValue, "quantity is not a number");
-                return;
-            }
+        let Some(quantity) = self.non_negative(f.quantity, "quantity", file, line) else {
+            return;
         };
         self.note_record(person_id, date);
         let rows = &mut self.out.medications;
@@ -508,6 +500,22 @@ impl<'a> RowSink<'a> {
         rows.issue_date.append_value(date32(date));
         rows.dmd_code.append_value(dmd);
         rows.quantity.append_option(quantity);
+    }
+
+    /// An optional number that cannot be negative (a quantity, a cost): `Some(None)` when
+    /// blank; `None` when the record was quarantined for it.
+    fn non_negative(&mut self, raw: &str, what: &str, file: &str, line: u64) -> Option<Option<f64>> {
+        match parse_optional_number(raw) {
+            Ok(Some(n)) if n < 0.0 => {
+                self.quarantine(file, line, Reason::NegativeValue, format!("{what} is negative"));
+                None
+            }
+            Ok(n) => Some(n),
+            Err(()) => {
+                self.quarantine(file, line, Reason::InvalidValue, format!("{what} is not a number"));
+                None
+            }
+        }
     }
 
     pub fn add_encounter(&mut self, person: PersonRef, f: &EncounterFields<'_>, file: &str, line: u64) {
@@ -565,16 +573,8 @@ impl<'a> RowSink<'a> {
                 }
             }
         };
-        let cost = match parse_optional_number(f.cost) {
-            Ok(Some(c)) if c < 0.0 => {
-                self.quarantine(file, line, Reason::NegativeValue, "cost is negative");
-                return;
-            }
-            Ok(c) => c,
-            Err(()) => {
-                self.quarantine(file, line, Reason::InvalidValue, "cost is not a number");
-                return;
-            }
+        let Some(cost) = self.non_negative(f.cost, "cost", file, line) else {
+            return;
         };
         let snomed = f.encounter_snomed.trim();
         let snomed = if snomed.is_empty() {
