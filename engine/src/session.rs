@@ -5,9 +5,10 @@
 use arrow::array::RecordBatch;
 use deltalake::datafusion::dataframe::DataFrame;
 use deltalake::datafusion::execution::SessionStateBuilder;
+use deltalake::datafusion::execution::TaskContext;
 use deltalake::datafusion::execution::context::SQLOptions;
 use deltalake::datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
-use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use deltalake::datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use deltalake::datafusion::execution::session_state::SessionState;
 use deltalake::datafusion::logical_expr::LogicalPlan;
 use deltalake::datafusion::sql::parser::{DFParserBuilder, Statement};
@@ -43,6 +44,8 @@ const READ_ONLY: &str = "Poplar accepts one read-only query: no DDL, DML, COPY, 
 pub struct QuerySession {
     state: SessionState,
     limits: SqlLimits,
+    /// The request's own runtime (its memory pool), if limited.
+    runtime: Option<Arc<RuntimeEnv>>,
     pub principal: Principal,
     pub stats: Arc<ReleaseStats>,
 }
@@ -70,6 +73,7 @@ impl QuerySession {
             return Ok(Self {
                 state,
                 limits,
+                runtime: None,
                 principal: principal.clone(),
                 stats,
             });
@@ -85,6 +89,7 @@ impl QuerySession {
         Ok(Self {
             state,
             limits,
+            runtime: None,
             principal: principal.clone(),
             stats,
         })
@@ -100,14 +105,15 @@ impl QuerySession {
     /// aggregations) spill to disk within it, and one that cannot fails with
     /// `ResourcesExhausted`, which the gate turns into a memory-limit refusal. The pool is
     /// the request's alone, so one heavy query cannot take another's memory.
+    ///
+    /// Only execution uses the pool, so it goes into the request's task context (see
+    /// [`Self::task_ctx`]); the session state, already built, is left as it is.
     pub fn with_memory_limit(mut self, bytes: usize) -> Result<Self, EngineError> {
         let pool = TrackConsumersPool::new(FairSpillPool::new(bytes), TOP_CONSUMERS);
         let runtime = RuntimeEnvBuilder::from_runtime_env(self.state.runtime_env())
             .with_memory_pool(Arc::new(pool))
             .build_arc()?;
-        self.state = SessionStateBuilder::new_from_existing(self.state)
-            .with_runtime_env(runtime)
-            .build();
+        self.runtime = Some(runtime);
         Ok(self)
     }
 
@@ -184,13 +190,19 @@ impl QuerySession {
         Ok(ctx.execute_logical_plan(plan).await?)
     }
 
-    /// Plan, run and collect.
+    /// Plan, run (with the request's task context) and collect.
     pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>, EngineError> {
         let plan = self.plan(sql).await?;
-        Ok(self.execute(plan).await?.collect().await?)
+        let physical = self.execute(plan).await?.create_physical_plan().await?;
+        Ok(deltalake::datafusion::physical_plan::collect(physical, self.task_ctx()).await?)
     }
 
-    pub fn task_ctx(&self) -> Arc<deltalake::datafusion::execution::TaskContext> {
-        self.state.task_ctx()
+    /// What a plan of this request executes with: the session's, with the request's own
+    /// memory pool if it has one.
+    pub fn task_ctx(&self) -> Arc<TaskContext> {
+        match &self.runtime {
+            Some(runtime) => Arc::new(TaskContext::from(&self.state).with_runtime(runtime.clone())),
+            None => self.state.task_ctx(),
+        }
     }
 }
