@@ -140,6 +140,7 @@ impl PoplarMeasures {
             .collect::<Result<Vec<_>, _>>()?;
         let asked = Asked {
             measure,
+            data_as_of: snapshot.reference_date,
             level,
             parent,
             periods,
@@ -268,6 +269,8 @@ impl<'a> From<&'a pb::GetFunnelRequest> for Wanted<'a> {
 /// What a values request asks, checked.
 struct Asked {
     measure: &'static Measure,
+    /// The data's reference date: no register is judged after it.
+    data_as_of: Option<chrono::NaiveDate>,
     level: Level,
     parent: Option<Area>,
     periods: Vec<Period>,
@@ -310,6 +313,7 @@ impl Asked {
         }
         request.breakdown = self.breakdown.clone();
         request.totals = totals;
+        request.data_as_of = self.data_as_of;
         Ok(request)
     }
 }
@@ -513,9 +517,16 @@ impl MeasuresService for PoplarMeasures {
         // Every measure for every area of the level (its peers) over the region.
         let peers = geography.areas(area.level, None);
         let region = comparator(&geography, area.level, None);
-        let rows = profile_rows(&self.gate, &principal, &area, &peers, region, period)
-            .await
-            .map_err(Status::from)?;
+        let rows = profile_rows(
+            &self.gate,
+            &principal,
+            &area,
+            &peers,
+            region,
+            (period, snapshot.reference_date),
+        )
+        .await
+        .map_err(Status::from)?;
         Ok(Response::new(pb::GetAreaProfileResponse {
             area: Some(area_to_wire(&area)),
             period: Some(convert::period_to_wire(&period)),
@@ -534,7 +545,7 @@ async fn profile_rows(
     area: &Area,
     peers: &[&Area],
     region: Option<&Area>,
-    period: Period,
+    (period, data_as_of): (Period, Option<chrono::NaiveDate>),
 ) -> Result<Vec<pb::ProfileRow>, EngineError> {
     // By index: a stream of borrowed items trips the compiler's higher-ranked lifetime
     // check inside the service's boxed futures.
@@ -542,7 +553,8 @@ async fn profile_rows(
     futures::stream::iter(0..catalogue.len())
         .map(|i| async move {
             let measure = &catalogue[i];
-            let request = Request::new(area.level, period).with_totals();
+            let mut request = Request::new(area.level, period).with_totals();
+            request.data_as_of = data_as_of;
             let cells = released::run(gate, principal, measure, &request).await?;
             let out = values::period_values(measure, &period, &cells, peers, region, &[], missing(principal));
             Ok::<_, EngineError>(profile_row(measure, area, out))

@@ -386,11 +386,11 @@ impl Measure {
         }
     }
 
-    /// The people (one row per person) the denominator counts for `period`: the
-    /// registered population at its end, at least the measure's minimum age. Columns
+    /// The people (one row per person) the denominator counts: the registered population
+    /// `on` (a SQL date: the period's end, or the data's date if that is earlier), at least
+    /// the measure's minimum age. Columns
     /// `person_id, practice, birth_month, sex, ethnicity_group, imd_decile`.
-    pub fn denominator_sql(&self, period: &Period) -> String {
-        let on = period.end_sql();
+    pub fn denominator_sql(&self, on: &str) -> String {
         let floor = if self.min_age > 0 {
             format!(" WHERE age_on(birth_month, {on}) >= {}", self.min_age)
         } else {
@@ -405,15 +405,16 @@ impl Measure {
     /// registers and social care users, encounters for activity, encounters with `cost`
     /// for costs). Joined to [`Measure::denominator_sql`] on the person, so only people in
     /// the denominator count.
-    pub fn numerator_sql(&self, period: &Period) -> String {
+    /// Registers are judged `on` (as the denominator); activity is what started in the period.
+    pub fn numerator_sql(&self, period: &Period, on: &str) -> String {
         let (start, end) = (period.start_sql(), period.end_sql());
         match self.definition {
             Definition::Register(register) => format!(
-                "SELECT person_id FROM registers_on({end}) WHERE register = '{}'",
+                "SELECT person_id FROM registers_on({on}) WHERE register = '{}'",
                 register.id
             ),
             Definition::Multimorbidity { at_least } => {
-                format!("SELECT person_id FROM registers_on({end}) GROUP BY person_id HAVING count(*) >= {at_least}")
+                format!("SELECT person_id FROM registers_on({on}) GROUP BY person_id HAVING count(*) >= {at_least}")
             }
             Definition::Activity {
                 setting,
@@ -523,16 +524,16 @@ mod tests {
         let period: Period = "2023/24 Q4".parse().expect("period");
         let m = measure("prevalence_diabetes").expect("measure");
         assert_eq!(
-            m.denominator_sql(&period),
+            m.denominator_sql(&period.end_sql()),
             "SELECT person_id, practice, birth_month, sex, ethnicity_group, imd_decile FROM population_on(DATE '2024-03-31') WHERE age_on(birth_month, DATE '2024-03-31') >= 17"
         );
         assert_eq!(
-            m.numerator_sql(&period),
+            m.numerator_sql(&period, &period.end_sql()),
             "SELECT person_id FROM registers_on(DATE '2024-03-31') WHERE register = 'diabetes'"
         );
         let ae = measure("ae_attendances").expect("measure");
         assert!(
-            ae.numerator_sql(&period)
+            ae.numerator_sql(&period, &period.end_sql())
                 .ends_with("setting = 'a&e' AND start_date BETWEEN DATE '2024-01-01' AND DATE '2024-03-31'")
         );
     }

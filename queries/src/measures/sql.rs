@@ -18,6 +18,8 @@ use super::areas::{AreaCode, Level};
 use super::catalogue::{Definition, Measure, ValueType};
 use super::dimensions::{Dimension, UNKNOWN};
 use super::periods::Period;
+use chrono::NaiveDate;
+
 use crate::QueryError;
 
 /// The most breakdowns one request may combine: beyond two the rows explode and almost
@@ -73,6 +75,9 @@ pub struct Request {
     /// Disclosure control sees the totals beside their breakdowns in one answer, so it
     /// suppresses secondary cells across them.
     pub totals: bool,
+    /// The data's reference date: registers and the population are judged on it when the
+    /// period ends later (a period still running, or one beyond the data).
+    pub data_as_of: Option<NaiveDate>,
 }
 
 impl Request {
@@ -85,6 +90,23 @@ impl Request {
             areas: Vec::new(),
             breakdown: Vec::new(),
             totals: false,
+            data_as_of: None,
+        }
+    }
+
+    /// Judge registers and the registered population on `date` when the period ends
+    /// after it: the data's reference date, beyond which nothing is known.
+    pub fn as_of(mut self, date: NaiveDate) -> Request {
+        self.data_as_of = Some(date);
+        self
+    }
+
+    /// The day registers and the registered population are judged on: the period's end,
+    /// or the data's date if that is earlier.
+    pub fn judged_on(&self) -> NaiveDate {
+        match self.data_as_of {
+            Some(date) => self.period.end().min(date),
+            None => self.period.end(),
         }
     }
 
@@ -170,7 +192,7 @@ impl Measure {
     /// PCN level so are practices with no PCN.
     pub fn sql(&self, request: &Request) -> Result<String, QueryError> {
         self.check(request)?;
-        let on = request.period.end_sql();
+        let on = super::periods::sql_date(request.judged_on());
         let area = area_expr(request.level);
 
         let mut select = vec![format!("{area} AS area_code")];
@@ -223,8 +245,8 @@ impl Measure {
         let mut sql = format!(
             "SELECT {} FROM ({}) p JOIN organisations o ON o.ods_code = p.practice LEFT JOIN ({}) n ON n.person_id = p.person_id",
             select.join(", "),
-            self.denominator_sql(&request.period),
-            self.numerator_sql(&request.period),
+            self.denominator_sql(&on),
+            self.numerator_sql(&request.period, &on),
         );
         if !filters.is_empty() {
             sql += &format!(" WHERE {}", filters.join(" AND "));
@@ -339,6 +361,23 @@ mod tests {
             .sql(&Request::new(Level::Region, period()).with_totals())
             .expect("sql");
         assert!(plain.contains(&format!("GROUP BY {band}")), "{plain}");
+    }
+
+    #[test]
+    fn a_period_running_past_the_data_is_judged_on_the_data_date() {
+        let m = measure("prevalence_diabetes").expect("measure");
+        let data = NaiveDate::from_ymd_opt(2023, 11, 30).expect("date");
+        let sql = m.sql(&Request::new(Level::Icb, period()).as_of(data)).expect("sql");
+        assert!(sql.contains("registers_on(DATE '2023-11-30')"), "{sql}");
+        assert!(sql.contains("population_on(DATE '2023-11-30')"), "{sql}");
+        // A period that ended before the data's date is judged on its own end.
+        let later = NaiveDate::from_ymd_opt(2025, 1, 31).expect("date");
+        let sql = m.sql(&Request::new(Level::Icb, period()).as_of(later)).expect("sql");
+        assert!(sql.contains("registers_on(DATE '2024-03-31')"), "{sql}");
+        // Activity still counts the whole period.
+        let ae = measure("ae_attendances").expect("measure");
+        let sql = ae.sql(&Request::new(Level::Icb, period()).as_of(data)).expect("sql");
+        assert!(sql.contains("BETWEEN DATE '2023-04-01' AND DATE '2024-03-31'"), "{sql}");
     }
 
     #[test]
