@@ -270,6 +270,20 @@ impl Request<'_> {
         ))
     }
 
+    /// Record an answer a service gives again from its own copy: the same question on the
+    /// same snapshot by the same role, whose released answer is the same (sticky noise,
+    /// deterministic suppression). Audited as answered, with what the first answer's
+    /// release did; not charged to the budget again, since it tells nothing new.
+    pub async fn answered_again(mut self, rows: u64, cells_suppressed: u64) -> Result<(), EngineError> {
+        self.record.rows = rows;
+        self.record.cells_suppressed = cells_suppressed;
+        self.record.duration_ms = elapsed_ms(self.started);
+        self.gate.audit.append(self.record).await.map(drop).map_err(|e| {
+            tracing::error!(error = %e, "could not append to the audit log");
+            EngineError::Audit("the audit log could not be written; no answer is given without it".into())
+        })
+    }
+
     /// End the request with `error` (e.g. the transport could not decode what was sent):
     /// audited, and returned for the transport to send.
     pub async fn fail(self, error: EngineError) -> EngineError {

@@ -51,6 +51,8 @@ pub struct PoplarMeasures {
     gate: Arc<Gate>,
     /// The areas of the snapshot last read, by snapshot id.
     geography: Mutex<Option<(Option<i64>, Arc<Geography>)>>,
+    /// Released answers already given (see [`released::Answers`]).
+    answers: Mutex<released::Answers>,
 }
 
 impl PoplarMeasures {
@@ -58,6 +60,7 @@ impl PoplarMeasures {
         Self {
             gate,
             geography: Mutex::new(None),
+            answers: Mutex::new(released::Answers::default()),
         }
     }
 
@@ -163,7 +166,9 @@ impl PoplarMeasures {
             Ok(checked) => checked,
             Err(e) => return Err(self.refuse(principal, wanted.measure_id, e).await),
         };
-        let answers = run_periods(&self.gate, principal, &asked).await.map_err(Status::from)?;
+        let answers = run_periods(&self.gate, &self.answers, principal, &asked)
+            .await
+            .map_err(Status::from)?;
         Ok((asked.measure, asked.shape(&geography, &answers, missing(principal))))
     }
 
@@ -282,7 +287,7 @@ impl Asked {
     fn shape(
         &self,
         geography: &Geography,
-        answers: &[(Period, released::Cells)],
+        answers: &[(Period, Arc<released::Cells>)],
         missing: values::Missing,
     ) -> Vec<values::PeriodValues> {
         let areas = geography.areas(self.level, self.parent.as_ref());
@@ -343,9 +348,10 @@ fn latest_year(snapshot: &SnapshotContext) -> Result<Period, EngineError> {
 /// One answer per period of `asked`, a few at a time, in period order.
 async fn run_periods(
     gate: &Gate,
+    answers: &Mutex<released::Answers>,
     principal: &Principal,
     asked: &Asked,
-) -> Result<Vec<(Period, released::Cells)>, EngineError> {
+) -> Result<Vec<(Period, Arc<released::Cells>)>, EngineError> {
     let requests: Vec<(Period, Request)> = asked
         .periods
         .iter()
@@ -353,7 +359,7 @@ async fn run_periods(
         .collect::<Result<_, EngineError>>()?;
     futures::stream::iter(requests)
         .map(|(period, request)| async move {
-            let cells = released::run(gate, principal, asked.measure, &request).await?;
+            let cells = released::run(gate, answers, principal, asked.measure, &request).await?;
             Ok::<_, EngineError>((period, cells))
         })
         .buffered(CONCURRENT_QUERIES)
@@ -518,7 +524,7 @@ impl MeasuresService for PoplarMeasures {
         let peers = geography.areas(area.level, None);
         let region = comparator(&geography, area.level, None);
         let rows = profile_rows(
-            &self.gate,
+            (&self.gate, &self.answers),
             &principal,
             &area,
             &peers,
@@ -540,7 +546,7 @@ impl MeasuresService for PoplarMeasures {
 /// Every measure for every area of `area`'s level (its peers) against the region, a few
 /// at a time, in catalogue order.
 async fn profile_rows(
-    gate: &Gate,
+    (gate, answers): (&Gate, &Mutex<released::Answers>),
     principal: &Principal,
     area: &Area,
     peers: &[&Area],
@@ -555,7 +561,7 @@ async fn profile_rows(
             let measure = &catalogue[i];
             let mut request = Request::new(area.level, period).with_totals();
             request.data_as_of = data_as_of;
-            let cells = released::run(gate, principal, measure, &request).await?;
+            let cells = released::run(gate, answers, principal, measure, &request).await?;
             let out = values::period_values(measure, &period, &cells, peers, region, &[], missing(principal));
             Ok::<_, EngineError>(profile_row(measure, area, out))
         })

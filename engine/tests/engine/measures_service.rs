@@ -56,6 +56,11 @@ async fn http_get(addr: SocketAddr, path: &str) -> (String, Vec<u8>) {
 async fn the_measures_service_serves_every_rpc_with_disclosure_control() {
     let dir = tempfile::tempdir().expect("tempdir");
     synthetic_region(dir.path()).await;
+    // A researcher too: noised like a commissioner, so the same released answers, but
+    // asked afresh rather than given again from the service's copy of the answer.
+    let researcher =
+        poplar_engine::auth::UsersFile::add(&dir.path().join("users.toml"), "rae", poplar_engine::Role::Researcher)
+            .expect("researcher");
     let (store, running, steward, commissioner) = serve_landed(dir.path(), Default::default()).await;
     let addr = running.addr;
     let channel = Channel::from_shared(format!("http://{addr}"))
@@ -255,7 +260,10 @@ async fn the_measures_service_serves_every_rpc_with_disclosure_control() {
         };
         assert_eq!(v.vs_comparator, wire as i32, "{v:?}");
     }
-    // The same request, the same answer (sticky noise, deterministic suppression).
+    // The same request, the same answer: asked again by the commissioner (given again,
+    // and audited) and afresh by a researcher (sticky noise, suppressions chosen in key
+    // order, so the engine releases the same cells).
+    let entries_before = audit::entries(&store).await.expect("entries").len();
     let again = values(
         &commissioner,
         vec![pb::Dimension::AgeBand, pb::Dimension::Sex],
@@ -264,6 +272,24 @@ async fn the_measures_service_serves_every_rpc_with_disclosure_control() {
     .await
     .expect("again")
     .into_inner();
+    assert_eq!(again.values, broken.values);
+    let entries_after = audit::entries(&store).await.expect("entries");
+    assert_eq!(
+        entries_after.len(),
+        entries_before + 1,
+        "an answer given again is audited once"
+    );
+    let last = &entries_after.last().expect("entry").record;
+    assert_eq!((last.user.as_str(), &last.outcome), ("cam", &Outcome::Answered));
+    let afresh = values(
+        &researcher,
+        vec![pb::Dimension::AgeBand, pb::Dimension::Sex],
+        pb::AreaLevel::Practice,
+    )
+    .await
+    .expect("researcher")
+    .into_inner();
+    let again = afresh;
     let differences: Vec<_> = again
         .values
         .iter()
