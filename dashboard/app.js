@@ -381,7 +381,9 @@ const VIEW = {
       heading: `Inequalities: ${x.title}`,
       res,
       parts: inequalitiesView(context(res, { breakdown: dims }), mine),
-      where: `${area.name} (${m.levelName(area.level)}) · ${period}`,
+      where:
+        `${area.name} (${m.levelName(area.level)}) · ${period}` +
+        (breakdown().length ? "" : ` · by ${m.dimensionName(dims[0]).toLowerCase()} (no breakdown chosen)`),
       csv: { measureOf: () => res.measure ?? x, values: mine.values, comparator: res.comparator },
       file: `${x.id}-inequalities-${area.code}-${period}`,
     });

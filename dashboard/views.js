@@ -367,13 +367,15 @@ export function show(panel, { heading, meta, parts, footnotes, onDownload }) {
   const figure = parts.chart
     ? h("figure", {}, h("div", { class: "chart", role: "img", "aria-label": parts.label }, parts.chart), h("figcaption", {}, parts.caption))
     : h("figure", { class: "no-chart" }, h("figcaption", {}, h("span", { class: "visually-hidden" }, `${parts.label} `), parts.caption));
-  panel.replaceChildren(
+  const children = [
     h("h2", {}, heading),
     h("p", { class: "meta" }, meta),
+    parts.values.length ? null : h("p", { class: "empty" }, "The service returned no values for this choice."),
     figure,
     parts.legend,
     parts.table,
     h("div", { class: "footnotes" }, footnotes.map((f) => h("p", { class: "footnote" }, f))),
     h("button", { type: "button", class: "download", onclick: onDownload }, "Download CSV (Fingertips layout)"),
-  );
+  ];
+  panel.replaceChildren(...children.filter(Boolean));
 }
