@@ -66,8 +66,10 @@ export function describeError(error) {
     case Code.PermissionDenied:
       return { text: `Your role may not see this: ${e.rawMessage}` };
     case Code.ResourceExhausted:
+      // The server uses this code for a spent daily budget, and also for its memory limit
+      // and sign-in throttle: its own message says which.
       return {
-        text: `Your query budget for today is used up, so nothing more can be asked until it resets. What is on screen stays. (${e.rawMessage})`,
+        text: `A limit was reached, so the server would not answer: ${e.rawMessage}. What is already on screen stays; a daily query budget resets at 00:00 UTC.`,
       };
     case Code.InvalidArgument:
       return { text: `The server could not answer that request: ${e.rawMessage}` };
