@@ -49,6 +49,7 @@ fs.mkdirSync(screenshots, { recursive: true });
 
 const problems = []; // console errors, page errors, CSP violations: none may happen
 let server, base, tokens, browser, page, service;
+const store = path.join(work, "store"), users = path.join(work, "users.toml"), serverLog = path.join(work, "server.log");
 
 function poplar(...args) {
   return execFileSync(BIN, args, { env: ENV, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
@@ -56,8 +57,8 @@ function poplar(...args) {
 
 /** `poplar serve` on a free port: its first stdout line names the address. Its log goes
  * to a file and stdout keeps being read: a pipe nobody reads fills and stalls a server. */
-async function startServer(store, users, log) {
-  const proc = spawn(BIN, ["serve", "--store", store, "--users", users, "--addr", "127.0.0.1:0"], {
+async function startServer(store, users, log, ...flags) {
+  const proc = spawn(BIN, ["serve", "--store", store, "--users", users, "--addr", "127.0.0.1:0", ...flags], {
     env: ENV,
     stdio: ["ignore", "pipe", fs.openSync(log, "a")],
   });
@@ -71,6 +72,14 @@ async function startServer(store, users, log) {
   const address = first.match(/grpc:\/\/(\S+)/)?.[1];
   assert.ok(address, `poplar serve's first line names no grpc:// address: ${first}`);
   return { proc, base: `http://${address}` };
+}
+
+async function stopServer() {
+  if (!server) return;
+  const exited = new Promise((resolve) => (server.exitCode !== null ? resolve() : server.once("exit", resolve)));
+  server.kill("SIGTERM");
+  await exited;
+  server = undefined;
 }
 
 /** The measures service, from Node, as the given user (see `rpc` above). */
@@ -163,7 +172,7 @@ describe("the dashboard in headless Chromium", { timeout: 600_000 }, () => {
     assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing (apt-get install chromium; ci/lib.sh ensure_browser)`);
     // A region of 20 practices of ~75 people each: broken down by age band and sex, most
     // practice-level cells are small, so disclosure control withholds many.
-    const region = path.join(work, "region"), store = path.join(work, "store"), users = path.join(work, "users.toml");
+    const region = path.join(work, "region");
     poplar("synth", "--patients", "1500", "--out", region, "--gp-practices", "20", "--acute-trusts", "2",
       "--mental-health-trusts", "1", "--community-providers", "2", "--social-care", "5");
     poplar("load", "--registry", path.join(region, "sources.toml"), "--input", path.join(region, "deliveries"),
@@ -172,8 +181,8 @@ describe("the dashboard in headless Chromium", { timeout: 600_000 }, () => {
       commissioner: poplar("users", "add", "cam", "--role", "commissioner", "--users", users).trim(),
       steward: poplar("users", "add", "sam", "--role", "steward", "--users", users).trim(),
     };
-    ({ proc: server, base } = await startServer(store, users, path.join(work, "server.log")));
-    console.log(`server: ${base} (log ${path.join(work, "server.log")})`);
+    ({ proc: server, base } = await startServer(store, users, serverLog));
+    console.log(`server: ${base} (log ${serverLog})`);
     service = await serviceAs(tokens.commissioner);
 
     browser = await chromium.launch({
@@ -199,10 +208,7 @@ describe("the dashboard in headless Chromium", { timeout: 600_000 }, () => {
 
   after(async () => {
     await browser?.close();
-    if (server) {
-      server.kill("SIGTERM");
-      await new Promise((resolve) => (server.exitCode !== null ? resolve() : server.once("exit", resolve)));
-    }
+    await stopServer();
     if (!process.env.POPLAR_KEEP_WORK) fs.rmSync(work, { recursive: true, force: true });
   });
 
@@ -424,6 +430,25 @@ describe("the dashboard in headless Chromium", { timeout: 600_000 }, () => {
     await page.keyboard.press("Enter");
     await page.locator("#app").waitFor({ state: "visible" });
     await waitForView("profile");
+  });
+
+  test("a spent daily budget is explained on the page", async () => {
+    // The same store again, with the commissioners' daily budget cut below what this test
+    // has already asked: the server re-reads today's answers from the audit log at start.
+    await stopServer();
+    const disclosure = path.join(work, "disclosure.toml");
+    fs.writeFileSync(disclosure, "[daily_budget]\ncommissioner = 1\n");
+    ({ proc: server, base } = await startServer(store, users, serverLog, "--disclosure", disclosure));
+    await page.goto(base); // a new port is a new origin: nothing is signed in
+    await page.fill("#token", tokens.commissioner);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    // Refused at sign-in (if listing the catalogue is charged) or at the first view.
+    const refusal = page.locator("#sign-in-error:visible, #error:visible");
+    await refusal.first().waitFor({ timeout: TIMEOUT });
+    const text = await refusal.first().textContent();
+    assert.match(text, /A limit was reached/, `the page names the refusal: ${text}`);
+    assert.match(text, /budget|answers/i, `and gives the server's reason: ${text}`);
+    await screenshot("6-budget-spent");
   });
 
   test("no console error, page error or CSP violation happened", async () => {
