@@ -174,7 +174,8 @@ describe("the dashboard in headless Chromium", { timeout: 600_000 }, () => {
     // practice-level cells are small, so disclosure control withholds many.
     const region = path.join(work, "region");
     poplar("synth", "--patients", "1500", "--out", region, "--gp-practices", "20", "--acute-trusts", "2",
-      "--mental-health-trusts", "1", "--community-providers", "2", "--social-care", "5");
+      "--mental-health-trusts", "1", "--community-providers", "2", "--social-care", "5",
+      "--pilot-patients", "2000"); // a smaller calibration pilot, as the Python tests use
     poplar("load", "--registry", path.join(region, "sources.toml"), "--input", path.join(region, "deliveries"),
       "--store", store, "--report", path.join(work, "report.json"));
     tokens = {
