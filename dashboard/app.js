@@ -278,11 +278,12 @@ function context(res, extra = {}) {
 function footnotes(policy, values) {
   const notes = [];
   const withheld = values.filter((v) => v && m.isSuppressed(v)).length;
-  const footnote = policy?.footnote || "Withheld to protect privacy.";
-  notes.push(footnote.startsWith("*") ? footnote : `* ${footnote}`);
-  if (policy) {
+  if (policy?.footnote) {
+    notes.push(policy.footnote.startsWith("*") ? policy.footnote : `* ${policy.footnote}`);
+  } else if (policy) {
+    // No footnote from the server: say what its policy's numbers say.
     notes.push(
-      `Counts are rounded to the nearest ${policy.roundTo || 1}` +
+      `* Withheld to protect confidentiality. Counts are rounded to the nearest ${policy.roundTo || 1}` +
         (policy.minGroupSize ? `, and groups of fewer than ${policy.minGroupSize} people are withheld` : "") +
         (policy.noise ? "; counts carry a small, repeatable amount of noise" : "") +
         ". Values and confidence intervals are worked out from the released counts.",

@@ -124,29 +124,41 @@ function legend(ctx, present, extra = []) {
 const comparatorSwatch = () => h("line", { x1: 11, x2: 11, y1: 0, y2: 14, stroke: COMPARATOR_COLOUR, "stroke-width": 2 });
 const ciSwatch = () => h("line", { x1: 2, x2: 20, y1: 7, y2: 7, stroke: CI_COLOUR, "stroke-width": 1.5 });
 
-/** Rows of a horizontal bar chart with CI whiskers: compare areas and inequalities. */
-function bars(ctx, rows, label, comparatorLine, comparatorTicks) {
+/** Rows of a horizontal bar chart with CI whiskers: compare areas and inequalities.
+ * Rows are keyed (area code, category key) because names repeat: two practices may share
+ * one. A chart where everything is withheld still shows its rows, each with a `*`. */
+function bars(ctx, rows, comparatorLine, comparatorTicks) {
   const { m, measure } = ctx;
+  const labels = new Map(rows.map((r) => [r.key, r.label]));
   const shown = rows.filter((r) => !m.isSuppressed(r.v));
-  const withheld = rows.filter((r) => m.isSuppressed(r.v));
-  const data = shown.map((r) => ({ label: r.label, value: r.v.value, lo: r.v.ci95?.lower, hi: r.v.ci95?.upper, fill: m.significance(r.v).colour }));
+  const withheld = rows.filter((r) => m.isSuppressed(r.v)).map((r) => ({ key: r.key }));
+  const data = shown.map((r) => ({ key: r.key, value: r.v.value, lo: r.v.ci95?.lower, hi: r.v.ci95?.upper, fill: m.significance(r.v).colour }));
+  const nothing = data.length === 0 && comparatorLine === undefined && !comparatorTicks?.length;
   return plot({
     height: 40 + rows.length * 24,
-    marginLeft: 210,
-    x: { label: `${measure.title}${m.unitOf(measure) ? ` (${m.unitOf(measure)})` : ""}`, grid: true, nice: true },
-    y: { domain: rows.map((r) => r.label), label: null, tickFormat: (l) => (l.length > 34 ? `${l.slice(0, 33)}…` : l) },
+    marginLeft: 250,
+    x: {
+      label: `${measure.title}${m.unitOf(measure) ? ` (${m.unitOf(measure)})` : ""}`,
+      grid: true,
+      nice: true,
+      domain: nothing ? [0, 1] : undefined, // else a single point, drawn as 0.000000
+      ticks: nothing ? 0 : undefined,
+    },
+    y: { domain: rows.map((r) => r.key), label: null, tickFormat: (k) => truncate(labels.get(k), 40) },
     marks: [
-      Plot.barX(data, { y: "label", x: "value", fill: "fill", ...mark("values") }),
-      Plot.ruleY(data.filter((d) => d.lo !== undefined), { y: "label", x1: "lo", x2: "hi", stroke: CI_COLOUR, ...mark("95% confidence intervals") }),
-      Plot.tickX(data.filter((d) => d.lo !== undefined), { y: "label", x: "lo", stroke: CI_COLOUR, inset: 6 }),
-      Plot.tickX(data.filter((d) => d.hi !== undefined), { y: "label", x: "hi", stroke: CI_COLOUR, inset: 6 }),
-      Plot.text(withheld, { y: "label", x: 0, text: () => "*", dx: 6, textAnchor: "start", fontSize: 14, ...mark("withheld") }),
+      Plot.barX(data, { y: "key", x: "value", fill: "fill", ...mark("values") }),
+      Plot.ruleY(data.filter((d) => d.lo !== undefined), { y: "key", x1: "lo", x2: "hi", stroke: CI_COLOUR, ...mark("95% confidence intervals") }),
+      Plot.tickX(data.filter((d) => d.lo !== undefined), { y: "key", x: "lo", stroke: CI_COLOUR, inset: 6 }),
+      Plot.tickX(data.filter((d) => d.hi !== undefined), { y: "key", x: "hi", stroke: CI_COLOUR, inset: 6 }),
+      Plot.text(withheld, { y: "key", x: 0, text: () => "*", dx: 6, textAnchor: "start", fontSize: 14, ...mark("withheld") }),
       comparatorLine === undefined ? null : Plot.ruleX([comparatorLine], { stroke: COMPARATOR_COLOUR, strokeWidth: 2, ...mark("comparator") }),
-      !comparatorTicks ? null : Plot.tickX(comparatorTicks, { y: "label", x: "value", stroke: COMPARATOR_COLOUR, strokeWidth: 3, ...mark("comparator") }),
+      !comparatorTicks ? null : Plot.tickX(comparatorTicks, { y: "key", x: "value", stroke: COMPARATOR_COLOUR, strokeWidth: 3, ...mark("comparator") }),
       Plot.ruleX([0]),
     ],
   });
 }
+
+const truncate = (text, n) => (text.length > n ? `${text.slice(0, n - 1)}…` : text);
 
 // ---- the views ---------------------------------------------------------------------
 
@@ -156,13 +168,13 @@ export function compareView(ctx, res, category) {
   const values = res.values.filter((v) => m.categoryKey(v) === category);
   const comp = res.comparator.find((c) => m.categoryKey(c) === category && !m.isSuppressed(c));
   const rows = values
-    .map((v) => ({ v, label: v.areaName || v.areaCode }))
+    .map((v) => ({ v, key: v.areaCode, label: `${v.areaName || v.areaCode} (${v.areaCode})` }))
     .sort((a, b) => (b.v.value ?? -Infinity) - (a.v.value ?? -Infinity) || a.label.localeCompare(b.label));
   const group = values[0] ? m.categoryLabel(values[0]) : "";
   const period = values[0]?.period?.label ?? "";
   const what = `${measure.title}, ${period}${category ? `, ${group}` : ""}`;
   return {
-    chart: bars(ctx, rows, "area", comp?.value),
+    chart: bars(ctx, rows, comp?.value),
     label:
       `Bar chart of ${what} for ${values.length} ${ctx.levelPlural}: values ${rangeText(ctx, values.filter((v) => !m.isSuppressed(v)))}; ` +
       `${countBy(ctx, values)}` + (comp ? `; comparator ${comp.areaName || comp.areaCode} ${m.format(comp.value, measure)}.` : "."),
@@ -231,7 +243,7 @@ export function funnelView(ctx, res) {
   const chart = plot({
     height: 420,
     marginLeft: 60,
-    x: { label: `Denominator (${measure.denominatorText || "people"})`, grid: true, nice: true },
+    x: { label: "Denominator", grid: true, nice: true },
     y: { label: `${measure.title}${m.unitOf(measure) ? ` (${m.unitOf(measure)})` : ""}`, grid: true, nice: true },
     marks: [
       line("lo998", "2 3", "lower 99.8% limit"),
@@ -255,7 +267,9 @@ export function funnelView(ctx, res) {
       (res.target !== undefined ? `, centre line ${m.format(res.target, measure)}` : "") +
       `; ${outside95} of ${points.length} plotted areas outside the 95% limits` +
       (withheld ? `; ${withheld} withheld and not plotted.` : "."),
-    caption: `${what}: each dot is an area; the solid line is the target, the dashed curves the 95% limits, the dotted curves the 99.8% limits.`,
+    caption:
+      `${what}: each dot is an area, placed by its value and its denominator (${measure.denominatorText || "people"}); ` +
+      "the solid line is the target, the dashed curves the 95% limits, the dotted curves the 99.8% limits.",
     legend: legend(ctx, values, [
       res.target !== undefined && { swatch: comparatorSwatch(), label: `Target ${m.format(res.target, measure)}` },
       { swatch: h("line", { x1: 0, x2: 22, y1: 7, y2: 7, stroke: "#555", "stroke-dasharray": "6 3" }), label: "95% limits" },
@@ -276,15 +290,15 @@ function nearestLimit(limits, x) {
 export function inequalitiesView(ctx, res) {
   const { m, measure } = ctx;
   const values = res.values.filter((v) => v.categories.length > 0);
-  const rows = values.map((v) => ({ v, label: m.categoryLabel(v) }));
+  const rows = values.map((v) => ({ v, key: m.categoryKey(v), label: m.categoryLabel(v) }));
   const compByKey = new Map(res.comparator.filter((c) => !m.isSuppressed(c)).map((c) => [m.categoryKey(c), c]));
-  const ticks = rows.filter((r) => compByKey.has(m.categoryKey(r.v))).map((r) => ({ label: r.label, value: compByKey.get(m.categoryKey(r.v)).value }));
+  const ticks = rows.filter((r) => compByKey.has(m.categoryKey(r.v))).map((r) => ({ key: r.key, value: compByKey.get(r.key).value }));
   const compName = res.comparator[0] ? res.comparator[0].areaName || res.comparator[0].areaCode : "";
   const area = values[0] ? values[0].areaName || values[0].areaCode : "";
   const dims = ctx.breakdown.map((d) => m.dimensionName(d).toLowerCase()).join(" and ");
   const what = `${measure.title} for ${area}, ${values[0]?.period?.label ?? ""}, by ${dims}`;
   return {
-    chart: bars(ctx, rows, "group", undefined, ticks),
+    chart: bars(ctx, rows, undefined, ticks),
     label:
       `Bar chart of ${what}: ${values.length} groups, values ${rangeText(ctx, values.filter((v) => !m.isSuppressed(v)))}; ${countBy(ctx, values)}.`,
     caption: `${what}: each bar is a group, the whiskers its 95% confidence interval` + (compName ? `, the black mark ${compName}'s value for the same group.` : "."),
