@@ -69,7 +69,7 @@ export function describeError(error) {
       // The server uses this code for a spent daily budget, and also for its memory limit
       // and sign-in throttle: its own message says which.
       return {
-        text: `A limit was reached, so the server would not answer: ${e.rawMessage}. What is already on screen stays; a daily query budget resets at 00:00 UTC.`,
+        text: `A limit was reached, so the server would not answer: ${e.rawMessage}. What is already on screen stays.`,
       };
     case Code.InvalidArgument:
       return { text: `The server could not answer that request: ${e.rawMessage}` };

@@ -340,9 +340,11 @@ const VIEW = {
     const x = measure();
     const area = state.areas.get($("area").value);
     if (!area) throw new Error("Choose an area.");
-    // No request names one area: ask for the area's siblings (its parent's areas) and
-    // keep the one, so the comparator is its parent.
-    const res = await ask("getValues", { measureId: x.id, level: level(), parentCode: area.parentCode, from: $("from").value, to: $("period").value, breakdown: [] });
+    // No request names one area: ask for the areas the controls show (all of the level, or
+    // those within the chosen parent, which is then the comparator) and keep the one.
+    // Not area.parentCode by default: where the hierarchy is not nested (a PCN's practices
+    // in two sub-ICBs), "within" a parent gives only part of an area.
+    const res = await ask("getValues", { measureId: x.id, level: level(), parentCode: $("parent").value, from: $("from").value, to: $("period").value, breakdown: [] });
     const mine = { ...res, values: res.values.filter((v) => v.areaCode === area.code) };
     return finish({
       heading: `Trend: ${x.title}`,
@@ -376,7 +378,7 @@ const VIEW = {
     const dims = breakdown().length ? breakdown() : x.dimensions.slice(0, 1);
     if (!dims.length) throw new Error("This measure has no breakdowns.");
     const period = $("period").value;
-    const res = await ask("getValues", { measureId: x.id, level: level(), parentCode: area.parentCode, from: period, breakdown: dims });
+    const res = await ask("getValues", { measureId: x.id, level: level(), parentCode: $("parent").value, from: period, breakdown: dims });
     const mine = { ...res, values: res.values.filter((v) => v.areaCode === area.code) };
     return finish({
       heading: `Inequalities: ${x.title}`,
