@@ -1,4 +1,4 @@
-//! The Flight SQL client side shared by `poplar sql` and `poplar demo`: connecting (plain or
+//! The client side shared by `poplar sql`, `poplar measures` and `poplar demo`: connecting (plain or
 //! TLS), signing in, running one statement to completion, and showing disclosure control's
 //! suppressed cells as `*`. Kept apart so both commands talk to the server the same way.
 
@@ -18,6 +18,23 @@ pub async fn connect(
     token: &str,
     tls_ca: Option<&Path>,
 ) -> anyhow::Result<FlightSqlServiceClient<Channel>> {
+    let channel = channel(addr, tls_ca).await?;
+    let mut client = FlightSqlServiceClient::new(channel);
+    match user {
+        Some(user) => {
+            client
+                .handshake(user, token)
+                .await
+                .map_err(|e| anyhow::anyhow!("sign-in failed: {}", message(&e.to_string())))?;
+        }
+        None => client.set_token(token.to_string()),
+    }
+    Ok(client)
+}
+
+/// A gRPC channel to `addr` (`grpc://host:port` or `grpc+tls://host:port`), for any of the
+/// server's services.
+pub async fn channel(addr: &str, tls_ca: Option<&Path>) -> anyhow::Result<Channel> {
     let (url, tls) = if let Some(rest) = addr.strip_prefix("grpc+tls://") {
         (format!("https://{rest}"), true)
     } else if let Some(rest) = addr
@@ -39,21 +56,10 @@ pub async fn connect(
         }
         endpoint = endpoint.tls_config(config)?;
     }
-    let channel = endpoint
+    endpoint
         .connect()
         .await
-        .with_context(|| format!("cannot connect to {addr}"))?;
-    let mut client = FlightSqlServiceClient::new(channel);
-    match user {
-        Some(user) => {
-            client
-                .handshake(user, token)
-                .await
-                .map_err(|e| anyhow::anyhow!("sign-in failed: {}", message(&e.to_string())))?;
-        }
-        None => client.set_token(token.to_string()),
-    }
-    Ok(client)
+        .with_context(|| format!("cannot connect to {addr}"))
 }
 
 /// The server's words, without the transport's wrapping.

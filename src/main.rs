@@ -4,7 +4,7 @@ mod client;
 mod commands;
 
 use clap::{Parser, Subcommand};
-use commands::{audit, demo, load, optout, serve, sql, synth, users};
+use commands::{audit, demo, load, measures, optout, serve, sql, synth, users};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -26,6 +26,11 @@ enum Command {
     Serve(serve::ServeArgs),
     /// An interactive SQL shell (or script runner) over Arrow Flight SQL.
     Sql(sql::SqlArgs),
+    /// Read the measures service: the catalogue, and a measure's values by area.
+    Measures {
+        #[command(subcommand)]
+        command: measures::MeasuresCommand,
+    },
     /// Manage users of `poplar serve`.
     Users {
         #[command(subcommand)]
@@ -101,6 +106,7 @@ fn main() -> ExitCode {
             Command::Synth(args) => synth::synth(args),
             Command::Serve(args) => serve::serve(args).await,
             Command::Sql(args) => sql::sql(args).await,
+            Command::Measures { command } => measures::measures(command).await,
             Command::Users {
                 command: UsersCommand::Add(args),
             } => users::add(args),

@@ -3,7 +3,11 @@
 //!
 //! Suites: `synth` (generate a region), `load` (synth, then parse, de-identify and land
 //! it), `query` (synth and load once, then time opening the catalog, which computes the
-//! registers, and each register question; medians over `--iterations`).
+//! registers, and each register question; medians over `--iterations`), `measures` (synth
+//! and load once, serve, then time measures requests over gRPC from a warm server as a
+//! steward and a commissioner, interleaved).
+
+mod measures;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -54,6 +58,16 @@ enum Suite {
         #[arg(long, default_value_t = 42)]
         seed: u64,
         #[arg(long, default_value_t = 5)]
+        iterations: usize,
+    },
+    /// Generate and load a region (once, reused from --work-dir), serve it, and time the
+    /// measures service: one measure for every practice, and a whole dashboard page.
+    Measures {
+        #[arg(long, default_value_t = 100_000)]
+        patients: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value_t = 7)]
         iterations: usize,
     },
 }
@@ -156,7 +170,7 @@ fn bench_key(seed: u64) -> anyhow::Result<Pseudonymiser> {
     Ok(Pseudonymiser::new(&key)?)
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
+pub(crate) fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs.get(xs.len() / 2).copied().unwrap_or(f64::NAN)
 }
@@ -287,6 +301,29 @@ fn main() -> anyhow::Result<()> {
                     "queries": timings,
                     "slowest_query_median_seconds": slowest,
                 }),
+                machine: machine(),
+                build: BUILD,
+            }
+        }
+        Suite::Measures {
+            patients,
+            seed,
+            iterations,
+        } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let (store, source_rows, organisations) = prepared_store(&work, patients, seed, &runtime)?;
+            let detail = runtime.block_on(measures::run(&work, store, iterations))?;
+            let slowest = detail["practice_prevalence"]["commissioner_median_seconds"]
+                .as_f64()
+                .unwrap_or(f64::NAN);
+            Result {
+                suite: "measures",
+                patients,
+                organisations,
+                source_rows,
+                seconds: slowest,
+                rows_per_second: f64::NAN,
+                detail,
                 machine: machine(),
                 build: BUILD,
             }

@@ -66,7 +66,15 @@ impl Question {
 /// snapshot's tables (and, with a reference date, `register_membership`) are registered:
 /// their schemas are fixed now, from the planned SQL.
 pub async fn register(ctx: &SessionContext, reference: Option<NaiveDate>) -> Result<(), EngineError> {
-    let state = Arc::new(ctx.state());
+    // The table's plan becomes part of the caller's plan, and the caller's physical
+    // optimizer optimizes the whole. Optimizing it here as well would run the optimizer
+    // twice over it: the second pass can swap a hash join the first gave a dynamic
+    // filter, which DataFusion refuses (an internal error on some data sizes).
+    let state = Arc::new(
+        deltalake::datafusion::execution::SessionStateBuilder::new_from_existing(ctx.state())
+            .with_physical_optimizer_rules(Vec::new())
+            .build(),
+    );
     for question in [Question::Registers, Question::Population] {
         let probe = state.create_logical_plan(&question.sql(NaiveDate::MIN)).await?;
         let schema = Arc::new(probe.schema().as_arrow().clone());

@@ -29,6 +29,7 @@ pub mod flight;
 pub mod gate;
 pub mod identity;
 pub mod limits;
+pub mod measures;
 pub mod server;
 pub mod session;
 mod sync;

@@ -18,6 +18,7 @@ use crate::disclosure::{Disclosure, Policy};
 use crate::flight::PoplarFlightSql;
 use crate::gate::Gate;
 use crate::limits::Limits;
+use crate::measures::{MeasuresServiceServer, PoplarMeasures, web};
 
 /// Largest gRPC message accepted: room for the longest SQL `limits` accepts and a prepared
 /// statement's bound parameters, far from what one message could do to memory.
@@ -110,7 +111,7 @@ async fn gate(options: &ServeOptions) -> Result<(Arc<Gate>, Arc<SnapshotCatalog>
 pub async fn start(options: ServeOptions) -> Result<Running, EngineError> {
     let (gate, catalog) = gate(&options).await?;
     let refresher = catalog.spawn_refresher(options.refresh);
-    let flight = PoplarFlightSql::new(gate)?;
+    let flight = PoplarFlightSql::new(gate.clone())?;
     let listener = tokio::net::TcpListener::bind(options.addr)
         .await
         .map_err(|e| EngineError::Server(format!("cannot listen on {}: {e}", options.addr)))?;
@@ -133,13 +134,12 @@ pub async fn start(options: ServeOptions) -> Result<Running, EngineError> {
             .map_err(|e| EngineError::Server(format!("TLS: {e}")))?;
     }
     let (shutdown, mut signal) = tokio::sync::watch::channel(false);
-    let router =
-        builder.add_service(FlightServiceServer::new(flight).max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES));
+    let router = builder.accept_http1(true).add_routes(routes(gate, flight)?);
     let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
         // A closed channel also means stop.
         let _ = signal.wait_for(|stop| *stop).await;
     }));
-    tracing::info!(%addr, tls = options.tls.is_some(), "serving Arrow Flight SQL");
+    tracing::info!(%addr, tls = options.tls.is_some(), "serving Arrow Flight SQL, the measures service and the dashboard");
     Ok(Running {
         addr,
         shutdown,
@@ -147,6 +147,38 @@ pub async fn start(options: ServeOptions) -> Result<Running, EngineError> {
         refresher,
         drain: options.drain,
     })
+}
+
+/// Every service on the port: Flight SQL; the measures service, also as gRPC-Web for the
+/// dashboard (browsers speak HTTP/1.1, so the server accepts it); gRPC server reflection
+/// of Poplar's own services;
+/// and, for any other plain HTTP request, the dashboard's files.
+fn routes(gate: Arc<Gate>, flight: PoplarFlightSql) -> Result<tonic::service::Routes, EngineError> {
+    // Both versions of reflection: grpcurl and grpcio's clients still ask v1alpha.
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(poplar_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| EngineError::Server(format!("gRPC reflection: {e}")))?;
+    let reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(poplar_proto::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| EngineError::Server(format!("gRPC reflection: {e}")))?;
+    let measures =
+        MeasuresServiceServer::new(PoplarMeasures::new(gate)).max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES);
+    let routes = tonic::service::Routes::new(
+        FlightServiceServer::new(flight).max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES),
+    )
+    .add_service(tower_layer(measures))
+    .add_service(reflection)
+    .add_service(reflection_alpha);
+    let router = routes.into_axum_router().fallback(web::serve);
+    Ok(tonic::service::Routes::from(router))
+}
+
+/// The measures service, answering gRPC-Web as well as gRPC.
+fn tower_layer<S>(service: S) -> tonic_web::GrpcWebService<S> {
+    use tower_layer::Layer;
+    tonic_web::GrpcWebLayer::new().layer(service)
 }
 
 /// Re-read today's charged answers per user from the audit log, so a restart does not

@@ -1,8 +1,9 @@
 //! `poplar demo`: the main job on embedded defaults. Makes a synthetic 400-organisation
 //! region, loads it into `./poplar-data` (a local-directory object store), serves it over
 //! Arrow Flight SQL, asks it a handful of real cohort questions through a Flight SQL
-//! client, prints the answers, and keeps serving with instructions to connect. A second
-//! run reuses the region, the store (every delivery is found unchanged) and the users.
+//! client, prints the answers, and keeps serving (the measures dashboard too) with
+//! instructions to connect. A second run reuses the region, the store (every delivery is
+//! found unchanged) and the users.
 
 use anyhow::Context;
 use clap::Args;
@@ -238,8 +239,11 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         running.stop().await?;
         return Ok(ExitCode::SUCCESS);
     }
+    println!("\nDashboard (measures for population health teams; sign in with a token below):");
+    println!("  http://{}/", running.addr);
     println!("\nConnect:");
     println!("  poplar sql --addr {url} --user demo-steward --token {steward}");
+    println!("  poplar measures get prevalence_diabetes --level pcn --addr {url} --token {commissioner}");
     println!("  Python (pip install adbc-driver-flightsql pyarrow):");
     println!("    import adbc_driver_flightsql.dbapi as fs");
     println!(

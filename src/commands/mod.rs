@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod demo;
 pub mod load;
+pub mod measures;
 pub mod optout;
 pub mod serve;
 pub mod sql;

@@ -23,7 +23,9 @@ use std::sync::Arc;
 use crate::identity::Principal;
 pub use budget::Budget;
 pub use policy::Policy;
-pub use protect::{PROTECTION_KEY, PoplarQueryPlanner, ReleaseStats, SUPPRESSED_KEY};
+pub use protect::{
+    MAX_LISTED_CELLS, PROTECTION_KEY, PoplarQueryPlanner, ReleaseStats, SUPPRESSED_KEY, SuppressedCell, Suppression,
+};
 pub use rule::DisclosureControl;
 
 /// Disclosure control as a server runs it: the policy and the users' daily budgets.

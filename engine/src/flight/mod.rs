@@ -70,8 +70,8 @@ impl std::fmt::Debug for PoplarFlightSql {
     }
 }
 
-/// The bearer token of a call, or why there is none.
-fn bearer<T>(request: &Request<T>) -> Result<&str, EngineError> {
+/// The bearer token of a call, or why there is none (every gRPC service reads it so).
+pub(crate) fn bearer<T>(request: &Request<T>) -> Result<&str, EngineError> {
     let header = request
         .metadata()
         .get("authorization")

@@ -10,6 +10,7 @@ use deltalake::datafusion::execution::SendableRecordBatchStream;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -17,6 +18,7 @@ use tokio::time::Instant;
 use super::guard::AuditGuard;
 use crate::EngineError;
 use crate::audit::Outcome;
+use crate::disclosure::ReleaseStats;
 use crate::error::Rule;
 use crate::limits::Slot;
 
@@ -30,6 +32,8 @@ const FAILED_WHILE_STREAMING: &str = "failed while streaming the answer";
 pub struct Answer {
     pub schema: SchemaRef,
     pub batches: BoxStream<'static, Result<RecordBatch, EngineError>>,
+    /// What disclosure control did to the answer (complete once the stream has ended).
+    pub release: Arc<ReleaseStats>,
 }
 
 impl std::fmt::Debug for Answer {
@@ -45,6 +49,14 @@ impl Answer {
     /// before this returns).
     pub async fn collect(self) -> Result<Vec<RecordBatch>, EngineError> {
         self.batches.try_collect().await
+    }
+
+    /// Every batch and what disclosure control did to them (which cells it suppressed and
+    /// why), for services that mark each suppressed cell.
+    pub async fn collect_with_release(self) -> Result<(Vec<RecordBatch>, Arc<ReleaseStats>), EngineError> {
+        let release = self.release.clone();
+        let batches = self.batches.try_collect().await?;
+        Ok((batches, release))
     }
 }
 
@@ -73,6 +85,7 @@ pub(crate) fn stream(
     guard: AuditGuard,
     steward: bool,
     running: Running,
+    release: Arc<ReleaseStats>,
 ) -> Answer {
     let state = Streaming {
         batches: Some(batches),
@@ -139,5 +152,6 @@ pub(crate) fn stream(
     Answer {
         schema,
         batches: batches.boxed(),
+        release,
     }
 }

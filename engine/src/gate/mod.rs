@@ -79,6 +79,11 @@ impl Gate {
         }
     }
 
+    /// The disclosure policy non-stewards are answered under (None: stewards only).
+    pub fn policy(&self) -> Option<&crate::disclosure::Policy> {
+        self.disclosure.as_deref().map(|d| d.policy.as_ref())
+    }
+
     /// The snapshot a request starting now will see.
     pub fn snapshot(&self) -> Arc<SnapshotContext> {
         self.catalog.current()
@@ -261,6 +266,7 @@ impl Request<'_> {
             guard,
             self.principal.is_steward(),
             running,
+            planned.session.stats.clone(),
         ))
     }
 

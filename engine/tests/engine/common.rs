@@ -470,3 +470,29 @@ pub async fn synthetic_region(dir: &Path) -> (Arc<SnapshotContext>, poplar_loade
 pub fn disclosure() -> Arc<Disclosure> {
     Arc::new(Disclosure::new(Policy::new(NOISE_KEY.to_vec()).expect("policy")))
 }
+
+/// A server over the store landed under `dir` (at `dir/store`), with a steward and a
+/// commissioner: (store, server, steward's token, commissioner's token).
+pub async fn serve_landed(
+    dir: &Path,
+    limits: poplar_engine::limits::Limits,
+) -> (Store, poplar_engine::server::Running, String, String) {
+    use poplar_engine::auth::UsersFile;
+    let users = dir.join("users.toml");
+    let steward = UsersFile::add(&users, "sam", Role::Steward).expect("steward");
+    let commissioner = UsersFile::add(&users, "cam", Role::Commissioner).expect("commissioner");
+    let store = Store::parse(&dir.join("store").display().to_string()).expect("store");
+    let running = poplar_engine::server::start(poplar_engine::server::ServeOptions {
+        store: store.clone(),
+        users,
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        tls: None,
+        refresh: std::time::Duration::from_secs(3600),
+        drain: std::time::Duration::from_secs(5),
+        disclosure: Some(Policy::new(NOISE_KEY.to_vec()).expect("policy")),
+        limits,
+    })
+    .await
+    .expect("serve");
+    (store, running, steward, commissioner)
+}

@@ -9,5 +9,6 @@ mod common;
 mod disclosure;
 mod limits;
 mod measures;
+mod measures_service;
 mod request_path;
 mod slt;

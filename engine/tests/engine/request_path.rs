@@ -10,19 +10,17 @@ use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::sql::{CommandGetTables, CommandStatementQuery, ProstMessageExt};
 use arrow_flight::{FlightDescriptor, HandshakeRequest, Ticket};
 use futures::StreamExt;
+use poplar_engine::Rule;
 use poplar_engine::audit::{self, AuditEntry, AuditRequest, Outcome};
-use poplar_engine::auth::UsersFile;
-use poplar_engine::disclosure::Policy;
 use poplar_engine::error::RULE_METADATA;
 use poplar_engine::limits::{Limits, QueryLimits};
-use poplar_engine::server::{Running, ServeOptions, start};
-use poplar_engine::{Role, Rule};
+use poplar_engine::server::Running;
 use poplar_loaders::Store;
 use prost::Message;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 
-use crate::common::{NOISE_KEY, fixture};
+use crate::common::{fixture, serve_landed};
 
 struct Served {
     _dir: tempfile::TempDir,
@@ -39,22 +37,7 @@ async fn serve() -> Served {
 async fn serve_with(limits: Limits) -> Served {
     let dir = tempfile::tempdir().expect("tempdir");
     fixture(dir.path()).await;
-    let users = dir.path().join("users.toml");
-    let steward = UsersFile::add(&users, "sam", Role::Steward).expect("steward");
-    let commissioner = UsersFile::add(&users, "cam", Role::Commissioner).expect("commissioner");
-    let store = Store::parse(&dir.path().join("store").display().to_string()).expect("store");
-    let running = start(ServeOptions {
-        store: store.clone(),
-        users,
-        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        tls: None,
-        refresh: Duration::from_secs(3600),
-        drain: Duration::from_secs(5),
-        disclosure: Some(Policy::new(NOISE_KEY.to_vec()).expect("policy")),
-        limits,
-    })
-    .await
-    .expect("serve");
+    let (store, running, steward, commissioner) = serve_landed(dir.path(), limits).await;
     Served {
         _dir: dir,
         store,

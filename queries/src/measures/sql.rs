@@ -43,9 +43,10 @@ fn area_expr(level: Level) -> &'static str {
 fn dimension_expr(dimension: Dimension, on: &str) -> String {
     match dimension {
         Dimension::AgeBand => age_band_expr(on),
-        Dimension::Sex => "p.sex".into(),
+        // Never NULL, so a NULL in a totals query always means "rolled up".
+        Dimension::Sex => format!("COALESCE(p.sex, '{UNKNOWN}')"),
         Dimension::ImdDecile => format!("COALESCE(CAST(p.imd_decile AS VARCHAR), '{UNKNOWN}')"),
-        Dimension::Ethnicity => "p.ethnicity_group".into(),
+        Dimension::Ethnicity => "COALESCE(p.ethnicity_group, 'not_stated')".into(),
     }
 }
 
@@ -66,6 +67,12 @@ pub struct Request {
     pub areas: Vec<AreaCode>,
     /// At most [`MAX_BREAKDOWNS`] distinct breakdowns, in the order of their columns.
     pub breakdown: Vec<Dimension>,
+    /// Also every total: each area's total and its totals by fewer breakdowns, and the
+    /// same over all the areas asked for together (the comparator: the parent, or the
+    /// region), as grouping sets in one query. Rolled-up columns are NULL in those rows.
+    /// Disclosure control sees the totals beside their breakdowns in one answer, so it
+    /// suppresses secondary cells across them.
+    pub totals: bool,
 }
 
 impl Request {
@@ -77,7 +84,14 @@ impl Request {
             parent: None,
             areas: Vec::new(),
             breakdown: Vec::new(),
+            totals: false,
         }
+    }
+
+    /// With every total and the comparator (see [`Request::totals`]).
+    pub fn with_totals(mut self) -> Request {
+        self.totals = true;
+        self
     }
 
     pub fn within(mut self, level: Level, code: AreaCode) -> Request {
@@ -89,6 +103,47 @@ impl Request {
         self.breakdown.push(dimension);
         self
     }
+}
+
+/// The grouping sets of a totals query: for every subset of the breakdowns (all of them
+/// first), the area with that subset and then, below the region level, the subset alone
+/// (over every area asked for: the comparator). A standardised rate keeps its ESP band in
+/// every set. One set alone (the region, no breakdown) is an ordinary GROUP BY.
+fn grouping_sets(
+    request: &Request,
+    area: &str,
+    breakdown: &[Dimension],
+    on: &str,
+    value_type: ValueType,
+) -> Vec<String> {
+    let mut subsets: Vec<Vec<String>> = Vec::new();
+    // Subsets by bit mask, largest first: all breakdowns, …, none.
+    let n = breakdown.len();
+    for mask in (0..(1u32 << n)).rev() {
+        subsets.push(
+            breakdown
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << (n - 1 - i)) != 0)
+                .map(|(_, d)| dimension_expr(*d, on))
+                .collect(),
+        );
+    }
+    let esp = (value_type == ValueType::DirectlyStandardisedRate).then(|| age_band_expr(on));
+    let set = |area: Option<&str>, subset: &[String]| -> String {
+        let columns: Vec<&str> = area
+            .into_iter()
+            .chain(subset.iter().map(String::as_str))
+            .chain(esp.as_deref())
+            .collect();
+        format!("({})", columns.join(", "))
+    };
+    let mut sets = Vec::new();
+    if request.level != Level::Region {
+        sets.extend(subsets.iter().map(|s| set(Some(area), s)));
+    }
+    sets.extend(subsets.iter().map(|s| set(None, s)));
+    sets
 }
 
 fn quoted_codes(codes: &[AreaCode]) -> String {
@@ -174,7 +229,10 @@ impl Measure {
         if !filters.is_empty() {
             sql += &format!(" WHERE {}", filters.join(" AND "));
         }
-        if !group.is_empty() {
+        let sets = grouping_sets(request, area, &request.breakdown, &on, self.value_type);
+        if request.totals && sets.len() > 1 {
+            sql += &format!(" GROUP BY GROUPING SETS ({})", sets.join(", "));
+        } else if !group.is_empty() {
             sql += &format!(" GROUP BY {}", group.join(", "));
         }
         sql += &format!(" ORDER BY {}", order.join(", "));
@@ -229,12 +287,12 @@ mod tests {
         let sql = m.sql(&request).expect("sql");
         assert_eq!(
             sql,
-            "SELECT o.pcn AS area_code, p.sex AS sex, count(DISTINCT n.person_id) AS numerator, count(DISTINCT p.person_id) AS denominator \
+            "SELECT o.pcn AS area_code, COALESCE(p.sex, 'unknown') AS sex, count(DISTINCT n.person_id) AS numerator, count(DISTINCT p.person_id) AS denominator \
              FROM (SELECT person_id, practice, birth_month, sex, ethnicity_group, imd_decile FROM population_on(DATE '2024-03-31') WHERE age_on(birth_month, DATE '2024-03-31') >= 17) p \
              JOIN organisations o ON o.ods_code = p.practice \
              LEFT JOIN (SELECT person_id FROM registers_on(DATE '2024-03-31') WHERE register = 'diabetes') n ON n.person_id = p.person_id \
              WHERE o.pcn IS NOT NULL AND o.icb = 'QP1' \
-             GROUP BY o.pcn, p.sex ORDER BY area_code, sex"
+             GROUP BY o.pcn, COALESCE(p.sex, 'unknown') ORDER BY area_code, sex"
         );
     }
 
@@ -248,6 +306,39 @@ mod tests {
         assert!(
             sql.contains("encounter_type = 'emergency' AND start_date BETWEEN DATE '2023-04-01' AND DATE '2024-03-31'")
         );
+    }
+
+    #[test]
+    fn totals_are_grouping_sets_of_every_subset_with_and_without_the_area() {
+        let m = measure("prevalence_diabetes").expect("measure");
+        let request = Request::new(Level::Pcn, period())
+            .by(Dimension::Sex)
+            .by(Dimension::ImdDecile)
+            .with_totals();
+        let sql = m.sql(&request).expect("sql");
+        let sex = "COALESCE(p.sex, 'unknown')";
+        let imd = "COALESCE(CAST(p.imd_decile AS VARCHAR), 'unknown')";
+        let sets = format!(
+            "GROUP BY GROUPING SETS ((o.pcn, {sex}, {imd}), (o.pcn, {sex}), (o.pcn, {imd}), (o.pcn), ({sex}, {imd}), ({sex}), ({imd}), ())"
+        );
+        assert!(sql.contains(&sets), "{sql}");
+        // The region with no breakdown is one group: no GROUP BY at all.
+        let region = m
+            .sql(&Request::new(Level::Region, period()).with_totals())
+            .expect("sql");
+        assert!(!region.contains("GROUP BY"), "{region}");
+        // A standardised rate keeps its ESP band in every set.
+        let dsr = measure("emergency_admissions_dsr").expect("measure");
+        let sql = dsr.sql(&Request::new(Level::Icb, period()).with_totals()).expect("sql");
+        let band = "COALESCE(age_band_5(age_on(p.birth_month, DATE '2024-03-31')), 'unknown')";
+        assert!(
+            sql.contains(&format!("GROUPING SETS ((o.icb, {band}), ({band}))")),
+            "{sql}"
+        );
+        let plain = dsr
+            .sql(&Request::new(Level::Region, period()).with_totals())
+            .expect("sql");
+        assert!(plain.contains(&format!("GROUP BY {band}")), "{plain}");
     }
 
     #[test]

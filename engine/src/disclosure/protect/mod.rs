@@ -15,8 +15,8 @@ mod release;
 mod secondary;
 
 use arrow::datatypes::Field;
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
 use super::policy::Policy;
 
@@ -64,11 +64,65 @@ impl Cell {
     }
 }
 
-/// Counts what disclosure control did to one request's answer, for the audit log.
+/// Counts what disclosure control did to one request's answer, for the audit log, and
+/// lists which cells it suppressed and why, for services that mark each suppressed cell
+/// (the measures service shows primary and secondary suppression differently).
 #[derive(Debug, Default)]
 pub struct ReleaseStats {
     pub cells_suppressed: AtomicU64,
     pub groups_withheld: AtomicU64,
+    suppressed: Mutex<SuppressedCells>,
+}
+
+/// The most suppressed cells one request's stats list. Listing costs memory for an answer
+/// of millions of groups; a service that needs the list fails loudly past this (see
+/// [`ReleaseStats::suppressed_cells`]) rather than mark cells wrongly.
+pub const MAX_LISTED_CELLS: usize = 1_000_000;
+
+/// Why a cell of a release carries no value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Suppression {
+    /// Its own group or count was too small (rule 2 or 3).
+    Primary,
+    /// Withheld so that a primary suppression cannot be recovered from a total.
+    Secondary,
+}
+
+/// One suppressed cell: which value column of the release (0 for the first aggregate in
+/// the statement, 1 for the next, …), the group's key values as text (`None` for a column
+/// a grouping set rolled up) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuppressedCell {
+    pub value_column: usize,
+    pub keys: Vec<Option<String>>,
+    pub reason: Suppression,
+}
+
+#[derive(Debug, Default)]
+struct SuppressedCells {
+    cells: Vec<SuppressedCell>,
+    /// More cells were suppressed than [`MAX_LISTED_CELLS`].
+    overflowed: bool,
+}
+
+impl ReleaseStats {
+    pub(super) fn list_suppressed(&self, cells: impl Iterator<Item = SuppressedCell>) {
+        let mut listed = self.suppressed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for cell in cells {
+            if listed.cells.len() >= MAX_LISTED_CELLS {
+                listed.overflowed = true;
+                return;
+            }
+            listed.cells.push(cell);
+        }
+    }
+
+    /// Every cell the request's releases suppressed, with why; `None` when there were more
+    /// than [`MAX_LISTED_CELLS`], so the list is incomplete.
+    pub fn suppressed_cells(&self) -> Option<Vec<SuppressedCell>> {
+        let listed = self.suppressed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        (!listed.overflowed).then(|| listed.cells.clone())
+    }
 }
 
 /// Everything the release needs besides its input.

@@ -16,7 +16,7 @@ use crate::disclosure::noise::NoiseScale;
 /// Ends each key value in a group key's bytes (ASCII unit separator), so ("ab", "c") and
 /// ("a", "bc") seed different noise.
 const KEY_SEPARATOR: u8 = 0x1f;
-use super::{Cell, ProtectSpec};
+use super::{Cell, ProtectSpec, SuppressedCell, Suppression};
 
 /// `array` cast to a primitive type `T` (counts to Int64, values to Float64).
 fn cast_to<T: arrow::datatypes::ArrowPrimitiveType>(
@@ -181,10 +181,15 @@ pub(super) fn release(
         columns.push(cast(&(Arc::new(Float64Array::from(values)) as ArrayRef), &out_type)?);
     }
 
-    // Secondary suppression across grouping sets: additive columns only.
-    if let Some(g) = spec.cells.iter().position(|(c, _)| *c == Cell::GroupingId) {
-        let ids = as_i64(input.column(g))?;
-        let masks = rolled_up(&ids, key_columns.len());
+    // Secondary suppression across grouping sets: additive columns only. What primary
+    // suppression hid is kept apart, to tell the two reasons apart in the list.
+    let primary = suppressed.clone();
+    let grouping = spec.cells.iter().position(|(c, _)| *c == Cell::GroupingId);
+    let masks = match grouping {
+        Some(g) => rolled_up(&as_i64(input.column(g))?, key_columns.len()),
+        None => vec![0; rows],
+    };
+    if grouping.is_some() {
         for (col, hidden) in suppressed.iter_mut() {
             if let Some(truth) = true_values.get(col) {
                 secondary(&masks, &keys, truth, hidden);
@@ -197,6 +202,7 @@ pub(super) fn release(
         }
     }
 
+    list_suppressed(spec, &masks, &keys, &primary, &suppressed);
     let cells_suppressed: u64 = suppressed
         .values()
         .map(|h| h.iter().filter(|x| **x).count() as u64)
@@ -213,6 +219,50 @@ pub(super) fn release(
         return filter_record_batch(&batch, &keep);
     }
     Ok(batch)
+}
+
+/// List every suppressed cell with its reason in the request's stats.
+fn list_suppressed(
+    spec: &ProtectSpec,
+    masks: &[u64],
+    keys: &[Vec<String>],
+    primary: &BTreeMap<usize, Vec<bool>>,
+    suppressed: &BTreeMap<usize, Vec<bool>>,
+) {
+    // Value columns are numbered in the statement's order, skipping keys.
+    let ordinal: BTreeMap<usize, usize> = spec
+        .cells
+        .iter()
+        .enumerate()
+        .filter(|(_, (c, _))| c.is_value())
+        .enumerate()
+        .map(|(ordinal, (i, _))| (i, ordinal))
+        .collect();
+    let cells = suppressed.iter().flat_map(|(col, hidden)| {
+        let value_column = ordinal.get(col).copied().unwrap_or(usize::MAX);
+        hidden.iter().enumerate().filter(|(_, h)| **h).map(move |(r, _)| {
+            let n = keys[r].len();
+            let keys = keys[r]
+                .iter()
+                .enumerate()
+                .map(|(c, k)| {
+                    let bit = 1u64.checked_shl((n - 1 - c) as u32).unwrap_or(0);
+                    (masks[r] & bit == 0).then(|| k.clone())
+                })
+                .collect();
+            let was_primary = primary.get(col).is_some_and(|p| p[r]);
+            SuppressedCell {
+                value_column,
+                keys,
+                reason: if was_primary {
+                    Suppression::Primary
+                } else {
+                    Suppression::Secondary
+                },
+            }
+        })
+    });
+    spec.stats.list_suppressed(cells);
 }
 
 fn group_keys_by_column(

@@ -1,7 +1,7 @@
 //! Secondary suppression: where a total and its breakdown are both in an answer, one
 //! suppressed cell among them could be recovered by subtraction, so more are suppressed.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 /// Suppress further cells until no additive relation (a parent total and the breakdown of
 /// it by one more column) has exactly one suppressed cell: with one, subtraction would
@@ -17,7 +17,7 @@ pub(super) fn secondary(masks: &[u64], keys: &[Vec<String>], truth: &[f64], hidd
             .collect()
     };
     let mut relations: Vec<(usize, Vec<usize>)> = Vec::new();
-    let mut by_mask: HashMap<u64, Vec<usize>> = HashMap::new();
+    let mut by_mask: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
     for (r, &mask) in masks.iter().enumerate() {
         by_mask.entry(mask).or_default().push(r);
     }
@@ -33,6 +33,16 @@ pub(super) fn secondary(masks: &[u64], keys: &[Vec<String>], truth: &[f64], hidd
             }
         }
     }
+    // The cells chosen depend on the order relations are visited in; rows arrive in
+    // whatever order the aggregate's partitions finish, so visit them in the order of
+    // their keys instead: the same question always gets the same suppressions.
+    relations.sort_by(|(a, fa), (b, fb)| {
+        (masks[*a], &keys[*a], fa.first().map(|&c| masks[c])).cmp(&(
+            masks[*b],
+            &keys[*b],
+            fb.first().map(|&c| masks[c]),
+        ))
+    });
     loop {
         let mut changed = false;
         for (parent, family) in &relations {
@@ -74,6 +84,52 @@ mod tests {
             [false, true, true, false],
             "the next smallest practice is suppressed too"
         );
+    }
+
+    #[test]
+    fn the_same_answer_in_any_row_order_gets_the_same_suppressions() {
+        // CUBE(a, b) over a 3x3 table with one small cell whose row and column offer
+        // different next-smallest cells, its rows in every rotation and reversed.
+        let mut rows = Vec::new();
+        let values = [[3.0, 40.0, 41.0], [39.0, 60.0, 70.0], [50.0, 90.0, 100.0]];
+        for (i, a) in ["x", "y", "z"].iter().enumerate() {
+            for (j, b) in ["p", "q", "r"].iter().enumerate() {
+                rows.push((
+                    0u64,
+                    vec![a.to_string(), b.to_string()],
+                    values[i][j],
+                    values[i][j] < 8.0,
+                ));
+            }
+            rows.push((1, vec![a.to_string(), String::new()], values[i].iter().sum(), false));
+        }
+        for (j, b) in ["p", "q", "r"].iter().enumerate() {
+            rows.push((
+                2,
+                vec![String::new(), b.to_string()],
+                values.iter().map(|r| r[j]).sum(),
+                false,
+            ));
+        }
+        rows.push((3, vec![String::new(), String::new()], 493.0, false));
+        let run = |rows: &[(u64, Vec<String>, f64, bool)]| {
+            let masks: Vec<u64> = rows.iter().map(|r| r.0).collect();
+            let keys: Vec<Vec<String>> = rows.iter().map(|r| r.1.clone()).collect();
+            let truth: Vec<f64> = rows.iter().map(|r| r.2).collect();
+            let mut hidden: Vec<bool> = rows.iter().map(|r| r.3).collect();
+            secondary(&masks, &keys, &truth, &mut hidden);
+            let mut out: Vec<(u64, Vec<String>, bool)> =
+                rows.iter().zip(hidden).map(|(r, h)| (r.0, r.1.clone(), h)).collect();
+            out.sort();
+            out
+        };
+        let forwards = run(&rows);
+        for _ in 0..rows.len() {
+            rows.rotate_left(1);
+            assert_eq!(run(&rows), forwards);
+        }
+        rows.reverse();
+        assert_eq!(run(&rows), forwards);
     }
 
     #[test]
