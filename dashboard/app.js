@@ -249,7 +249,10 @@ async function render() {
   $("error").hidden = true;
   try {
     const shown = await VIEW[view]();
+    // An answer to a question the controls no longer ask changes nothing on the page:
+    // neither the panel nor the controls that depend on the answer (`apply`).
     if (seq !== state.seq) return;
+    shown.apply?.();
     show(panel, shown);
   } catch (error) {
     if (seq !== state.seq) return;
@@ -298,9 +301,10 @@ function within() {
   return parent ? ` in ${parent.name}` : "";
 }
 
-function finish({ heading, res, parts, csv, file, where }) {
+function finish({ heading, res, parts, csv, file, where, apply }) {
   const dataAsOf = res.dataAsOf || state.catalog.dataAsOf;
   return {
+    apply,
     heading,
     meta: `${where} · Data as of ${dateText(dataAsOf)}`,
     parts,
@@ -321,12 +325,15 @@ const VIEW = {
     const keys = [...new Set(res.values.map((v) => m.categoryKey(v)))];
     const labels = new Map(res.values.map((v) => [m.categoryKey(v), m.categoryLabel(v)]));
     const cells = breakdown().length ? keys.filter((k) => k !== "") : keys;
-    if (!cells.includes(state.category)) state.category = cells[0] ?? "";
-    options($("category"), cells.map((k) => [k, labels.get(k)]));
-    $("category").value = state.category;
-    $("category-control").hidden = breakdown().length === 0;
-    const parts = compareView(context(res), res, state.category);
+    const category = cells.includes(state.category) ? state.category : (cells[0] ?? "");
+    const parts = compareView(context(res), res, category);
     return finish({
+      apply: () => {
+        state.category = category;
+        options($("category"), cells.map((k) => [k, labels.get(k)]));
+        $("category").value = category;
+        $("category-control").hidden = breakdown().length === 0;
+      },
       heading: `Compare areas: ${x.title}`,
       res,
       parts,
