@@ -228,6 +228,8 @@ describe("the dashboard in headless Chromium", { timeout: 600_000 }, () => {
       const asset = await fetch(base + file);
       assert.equal(asset.status, 200, file);
       assert.match(asset.headers.get("content-type") ?? "", type, file);
+      // The binary embeds dashboard/ when it is built: a stale build would test old files.
+      assert.ok(Buffer.from(await asset.arrayBuffer()).equals(fs.readFileSync(path.join(repo, "dashboard", file))), `${file} as in dashboard/`);
     }
     await page.locator("#token").waitFor();
   });
