@@ -107,3 +107,27 @@ stop_seaweedfs() {
     [ -n "$SEAWEED_DIR" ] && rm -rf "$SEAWEED_DIR"
     SEAWEED_PID=""
 }
+
+POPLAR_NODE_DIR="${POPLAR_NODE_DIR:-$POPLAR_CACHE/node}"
+
+# Debian's Chromium (playwright-core never downloads a browser) and the browser tests'
+# node packages, installed outside the clone from ci/browser's lock file; re-installs only
+# when the lock file changes. The test finds them through POPLAR_NODE_DIR.
+ensure_browser() {
+    if [ ! -x /usr/bin/chromium ]; then
+        log "installing chromium"
+        apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+    fi
+    # Node.js 20 comes with the machine (Debian's own nodejs is 18, too old for playwright-core).
+    command -v npm >/dev/null 2>&1 || { log "node and npm are missing"; return 1; }
+    local stamp="$POPLAR_NODE_DIR/.package-lock.sha256" want
+    want=$(sha256sum ci/browser/package-lock.json | cut -d' ' -f1)
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        log "installing the browser tests' node packages into $POPLAR_NODE_DIR"
+        mkdir -p "$POPLAR_NODE_DIR"
+        cp ci/browser/package.json ci/browser/package-lock.json "$POPLAR_NODE_DIR/"
+        (cd "$POPLAR_NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+        echo "$want" > "$stamp"
+    fi
+    export POPLAR_NODE_DIR
+}
