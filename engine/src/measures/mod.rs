@@ -141,10 +141,21 @@ impl PoplarMeasures {
             .iter()
             .map(|d| convert::dimension(*d))
             .collect::<Result<Vec<_>, _>>()?;
+        let within = geography
+            .areas(level, parent.as_ref())
+            .iter()
+            .map(|a| AreaCode::new(&a.code).map_err(convert::bad_request))
+            .collect::<Result<Vec<_>, _>>()?;
+        if parent.is_some() && within.is_empty() {
+            return Err(EngineError::InvalidRequest(format!(
+                "that area has no areas of {level} level within it"
+            )));
+        }
         let asked = Asked {
             measure,
             data_as_of: snapshot.reference_date,
             level,
+            within,
             parent,
             periods,
             breakdown,
@@ -278,6 +289,10 @@ struct Asked {
     data_as_of: Option<chrono::NaiveDate>,
     level: Level,
     parent: Option<Area>,
+    /// With a parent: the codes of the whole areas recorded under it. Selecting areas by
+    /// code, not people by the parent, keeps each area whole where the hierarchy does not
+    /// nest (a PCN whose practices lie in two sub-ICBs).
+    within: Vec<AreaCode>,
     periods: Vec<Period>,
     breakdown: Vec<measures::Dimension>,
 }
@@ -310,11 +325,8 @@ impl Asked {
 
     fn request(&self, period: Period, totals: bool) -> Result<Request, EngineError> {
         let mut request = Request::new(self.level, period);
-        if let Some(parent) = &self.parent
-            && parent.level != Level::Region
-        {
-            let code = AreaCode::new(&parent.code).map_err(convert::bad_request)?;
-            request = request.within(parent.level, code);
+        if self.parent.as_ref().is_some_and(|p| p.level != Level::Region) {
+            request.areas = self.within.clone();
         }
         request.breakdown = self.breakdown.clone();
         request.totals = totals;

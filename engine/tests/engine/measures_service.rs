@@ -123,6 +123,7 @@ async fn the_measures_service_serves_every_rpc_with_disclosure_control() {
     let within = areas(pb::AreaLevel::Practice, &icbs[0].code).await;
     assert!(!within.is_empty() && within.len() <= practices.len());
     let region = areas(pb::AreaLevel::Region, "").await;
+    let pcns = areas(pb::AreaLevel::Pcn, "").await;
     assert_eq!(region.len(), 1);
 
     // Periods, newest last, ending with the one holding the data's date.
@@ -178,6 +179,45 @@ async fn the_measures_service_serves_every_rpc_with_disclosure_control() {
         Some(total),
         "the region is every practice together"
     );
+
+    // Within a parent, each area is whole: a PCN's denominator is the same asked within its
+    // sub-ICB as asked across the region (where the hierarchy does not nest, a PCN's
+    // practices can lie in two sub-ICBs).
+    let mut steward_client = client.clone();
+    let across = steward_client
+        .get_values(with_token(
+            pb::GetValuesRequest {
+                measure_id: "prevalence_hypertension".into(),
+                level: pb::AreaLevel::Pcn as i32,
+                ..Default::default()
+            },
+            &steward,
+        ))
+        .await
+        .expect("PCNs")
+        .into_inner();
+    let within_parent = steward_client
+        .get_values(with_token(
+            pb::GetValuesRequest {
+                measure_id: "prevalence_hypertension".into(),
+                level: pb::AreaLevel::Pcn as i32,
+                parent_code: pcns[0].parent_code.clone(),
+                ..Default::default()
+            },
+            &steward,
+        ))
+        .await
+        .expect("PCNs within a sub-ICB")
+        .into_inner();
+    assert!(!within_parent.values.is_empty());
+    for v in &within_parent.values {
+        let whole = across
+            .values
+            .iter()
+            .find(|a| a.area_code == v.area_code)
+            .expect("same PCN");
+        assert_eq!(v.denominator, whole.denominator, "{} is whole", v.area_code);
+    }
 
     // A commissioner, by age band and sex: the complete frame, small cells marked.
     let broken = values(
