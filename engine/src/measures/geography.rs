@@ -90,26 +90,26 @@ impl Geography {
                     },
                 );
             }
-            levels.entry(Level::SubIcb).or_default().insert(
-                p.sub_icb.clone(),
-                Area {
-                    code: p.sub_icb.clone(),
-                    name: format!("Sub-ICB {}", p.sub_icb),
-                    level: Level::SubIcb,
-                    parent: p.icb.clone(),
-                    ancestors: BTreeMap::from([(Level::Icb, p.icb.clone()), (Level::Region, REGION_CODE.to_string())]),
-                },
-            );
-            levels.entry(Level::Icb).or_default().insert(
-                p.icb.clone(),
-                Area {
-                    code: p.icb.clone(),
-                    name: format!("ICB {}", p.icb),
-                    level: Level::Icb,
-                    parent: REGION_CODE.into(),
-                    ancestors: BTreeMap::from([(Level::Region, REGION_CODE.to_string())]),
-                },
-            );
+            // A sub-ICB and an ICB are named by code (organisations carries no names for
+            // them); each is listed under the level above it.
+            for (level, code, name) in [
+                (Level::SubIcb, &p.sub_icb, format!("Sub-ICB {}", p.sub_icb)),
+                (Level::Icb, &p.icb, format!("ICB {}", p.icb)),
+            ] {
+                let mut above = ancestors.clone().split_off(&level);
+                above.remove(&level);
+                let parent = above.values().next().cloned().unwrap_or_default();
+                levels.entry(level).or_default().insert(
+                    code.clone(),
+                    Area {
+                        code: code.clone(),
+                        name,
+                        level,
+                        parent,
+                        ancestors: above,
+                    },
+                );
+            }
             let parent = p.pcn.clone().unwrap_or_else(|| p.sub_icb.clone());
             levels.entry(Level::Practice).or_default().insert(
                 p.code.clone(),

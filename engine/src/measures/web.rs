@@ -27,7 +27,6 @@ fn content_type(path: &str) -> &'static str {
         Some("json") => "application/json",
         Some("txt" | "md") => "text/plain; charset=utf-8",
         Some("woff2") => "font/woff2",
-        Some("binpb") => "application/octet-stream",
         _ => "application/octet-stream",
     }
 }

@@ -116,6 +116,9 @@ impl Request {
         self
     }
 
+    /// Only people whose practice lies within the parent area. Where the hierarchy does
+    /// not nest (a PCN over two sub-ICBs) this gives part of an area: to report whole
+    /// areas under a parent, list them in [`Request::areas`] (as the measures service does).
     pub fn within(mut self, level: Level, code: AreaCode) -> Request {
         self.parent = Some((level, code));
         self
