@@ -16,21 +16,23 @@ use deltalake::datafusion::datasource::TableProvider;
 use deltalake::datafusion::logical_expr::TableType;
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::delta_datafusion::{DeltaScanConfig, DeltaScanNext};
-use poplar_loaders::landing::{self, Snapshot};
+use poplar_loaders::landing::{self, Snapshot, WriteMode};
 use poplar_loaders::{Store, Table};
 use poplar_queries::REGISTERS;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::identity::Principal;
-use crate::{EngineError, as_of, sync, udfs};
+use crate::{EngineError, as_of, derived, sync, udfs};
 
 /// Catalog and schema names clients see.
 pub const CATALOG: &str = "poplar";
 pub const SCHEMA: &str = "public";
 /// The reference table of every codelist's codes and terms.
 const CODELISTS: &str = "codelists";
+/// Every register's members on the reference date, held in memory per snapshot.
+const REGISTER_MEMBERSHIP: &str = "register_membership";
 
 /// Who may read a table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +82,9 @@ pub struct SnapshotContext {
     pub snapshot: Option<Snapshot>,
     /// Registers are computed as of this date: the end of the newest period delivered.
     pub reference_date: Option<NaiveDate>,
+    /// Whether `register_membership` was read from the snapshot's derived registers
+    /// ([`crate::derived`]) rather than computed when the snapshot was opened.
+    pub registers_derived: bool,
     pub context: SessionContext,
     steward_only: Arc<BTreeSet<String>>,
 }
@@ -222,21 +227,33 @@ fn base_context() -> SessionContext {
     ctx
 }
 
-/// Register membership as of `on`, computed once per snapshot from one scan of events
-/// (trusted internal definitions, planned with the unrestricted session) and served from
-/// memory, with a view per register and the registered population.
-async fn register_registers(ctx: &SessionContext, on: NaiveDate) -> Result<(), EngineError> {
+/// Register membership as of `on`, served from memory, with a view per register and the
+/// registered population. The members are the snapshot's derived ones when they are
+/// current (`derived`), else computed here from one scan of events (trusted internal
+/// definitions, planned with the unrestricted session).
+async fn register_registers(
+    ctx: &SessionContext,
+    on: NaiveDate,
+    derived: Option<Arc<dyn TableProvider>>,
+) -> Result<(), EngineError> {
     let on = format!("DATE '{}'", on.format("%Y-%m-%d"));
     let started = std::time::Instant::now();
-    let latest = collect_table(ctx, &poplar_queries::registers::latest_codes_sql(&on)).await?;
-    ctx.register_table(as_of::LATEST_CODES, latest)?;
-    let membership = collect_table(
-        ctx,
-        &poplar_queries::registers::membership_sql(as_of::LATEST_CODES, &on),
-    )
-    .await?;
-    ctx.deregister_table(as_of::LATEST_CODES)?;
-    ctx.register_table("register_membership", membership)?;
+    let from_derived = derived.is_some();
+    let membership = match derived {
+        Some(members) => members,
+        None => {
+            let latest = collect_table(ctx, &poplar_queries::registers::latest_codes_sql(&on)).await?;
+            ctx.register_table(as_of::LATEST_CODES, latest)?;
+            let membership = collect_table(
+                ctx,
+                &poplar_queries::registers::membership_sql(as_of::LATEST_CODES, &on),
+            )
+            .await?;
+            ctx.deregister_table(as_of::LATEST_CODES)?;
+            membership
+        }
+    };
+    ctx.register_table(REGISTER_MEMBERSHIP, membership)?;
     for register in REGISTERS {
         ctx.sql(&format!(
             "CREATE VIEW register_{id} AS SELECT person_id, practice, latest_code_date FROM register_membership WHERE register = '{id}'",
@@ -249,7 +266,11 @@ async fn register_registers(ctx: &SessionContext, on: NaiveDate) -> Result<(), E
         poplar_queries::registers::registered_population_sql(&on)
     ))
     .await?;
-    tracing::info!(seconds = started.elapsed().as_secs_f64(), "registers computed");
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        derived = from_derived,
+        "registers ready"
+    );
     Ok(())
 }
 
@@ -283,15 +304,70 @@ pub async fn open_snapshot(
         }
     }
     let reference = reference_date(&ctx).await?;
+    let mut registers_derived = false;
     if let Some(date) = reference {
-        register_registers(&ctx, date).await?;
+        let derived = match &snapshot {
+            Some(s) => derived::read(store, s, &derived::derivation_key(s, date), scan_config()).await?,
+            None => None,
+        };
+        registers_derived = derived.is_some();
+        register_registers(&ctx, date, derived).await?;
     }
     as_of::register(&ctx, reference).await?;
     Ok(SnapshotContext {
         snapshot,
         reference_date: reference,
+        registers_derived,
         context: ctx,
         steward_only: Arc::new(steward_only),
+    })
+}
+
+/// What [`derive_registers`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Derived {
+    /// Nothing has landed yet (no snapshot or no landed delivery): no registers.
+    NothingLanded,
+    /// The newest snapshot already has current derived registers.
+    AlreadyCurrent { snapshot: i64 },
+    /// Derived and committed as snapshot `snapshot`.
+    Committed { snapshot: i64, rows: usize, seconds: f64 },
+}
+
+/// Derive the registers of the store's newest snapshot and commit them in the snapshot
+/// that follows it, unless they are already current. Run by the store's one writer right
+/// after it commits (as `poplar load` and `poplar optout apply` do); see [`derived`].
+pub async fn derive_registers(store: &Store) -> Result<Derived, EngineError> {
+    let started = std::time::Instant::now();
+    let Some(snapshot) = landing::latest_snapshot(store).await? else {
+        return Ok(Derived::NothingLanded);
+    };
+    let opened = open_snapshot(store, Some(snapshot.clone()), &[]).await?;
+    let Some(reference) = opened.reference_date else {
+        return Ok(Derived::NothingLanded);
+    };
+    if opened.registers_derived {
+        return Ok(Derived::AlreadyCurrent { snapshot: snapshot.id });
+    }
+    let key = derived::derivation_key(&snapshot, reference);
+    let members = opened.context.table(REGISTER_MEMBERSHIP).await?.collect().await?;
+    let rows = members.iter().map(|b| b.num_rows()).sum();
+    let batches = derived::rows(members, &key)?;
+    let version = landing::write(store, Table::Registers, batches, WriteMode::Overwrite).await?;
+    let next = landing::commit_snapshot(
+        store,
+        Some(&snapshot),
+        &BTreeMap::from([(Table::Registers, version)]),
+        "derive",
+        &format!("derive-{}", snapshot.id),
+    )
+    .await?;
+    let seconds = started.elapsed().as_secs_f64();
+    tracing::info!(snapshot = next.id, rows, seconds, "registers derived and committed");
+    Ok(Derived::Committed {
+        snapshot: next.id,
+        rows,
+        seconds,
     })
 }
 

@@ -23,6 +23,7 @@ pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod connections;
+mod derived;
 pub mod disclosure;
 pub mod error;
 pub mod flight;

@@ -24,6 +24,7 @@ pub enum Table {
     Deliveries,
     Snapshots,
     OptOuts,
+    Registers,
 }
 
 impl Table {
@@ -35,7 +36,7 @@ impl Table {
         Table::Encounters,
     ];
 
-    pub const ALL: [Table; 9] = [
+    pub const ALL: [Table; 10] = [
         Table::Patients,
         Table::ClinicalEvents,
         Table::Medications,
@@ -45,11 +46,13 @@ impl Table {
         Table::Deliveries,
         Table::Snapshots,
         Table::OptOuts,
+        Table::Registers,
     ];
 
-    /// Whether the engine serves this table (`_optouts` is the loaders' own).
+    /// Whether the engine serves this table as it is (`_optouts` is the loaders' own;
+    /// `_registers` is read by the engine into `register_membership` when it is current).
     pub fn is_served(self) -> bool {
-        self != Table::OptOuts
+        !matches!(self, Table::OptOuts | Table::Registers)
     }
 
     /// The table a [`Table::name`] names.
@@ -71,6 +74,9 @@ impl Table {
             // Loader-private: pseudonyms of people who opted out, so that later loads keep
             // excluding them. Never served by the engine.
             Table::OptOuts => "_optouts",
+            // Derived, not landed: every register's members on the data's reference date,
+            // computed once after a load and committed in the snapshot that follows it.
+            Table::Registers => "_registers",
         }
     }
 
@@ -85,6 +91,7 @@ impl Table {
             Table::Deliveries => DELIVERIES.clone(),
             Table::Snapshots => SNAPSHOTS.clone(),
             Table::OptOuts => OPTOUTS.clone(),
+            Table::Registers => REGISTERS.clone(),
         }
     }
 
@@ -314,6 +321,20 @@ static DELIVERIES: LazyLock<SchemaRef> = LazyLock::new(|| {
         encounters_rows: Int64 required,
         quarantined_rows: Int64 required,
         optout_excluded_rows: Int64 required,
+    ]
+});
+
+static REGISTERS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    schema![
+        person_id: Int64 required,
+        practice: Utf8 nullable,
+        register: Utf8 required,
+        latest_code_date: Date32 nullable,
+        // What the rows were derived from: the input tables' versions, the reference date
+        // and the register definitions. A reader uses the rows only when it matches what
+        // it would derive itself; anything else (an opt-out applied since, a new binary's
+        // definitions) is stale.
+        derived_from: Utf8 required,
     ]
 });
 

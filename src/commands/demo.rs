@@ -185,6 +185,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     for (reason, n) in &report.quarantined {
         println!("  quarantined {reason:<22} {n:>6}");
     }
+    super::load::derive_registers(&store).await?;
 
     let (users, tokens) = demo_users(&args.data)?;
     let noise_key = args.data.join("noise.key");

@@ -69,6 +69,7 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     };
     let report = run_load(&options, &pseudonymiser).await?;
     print_report(&report);
+    derive_registers(&options.store).await?;
     if let Some(path) = &args.report {
         std::fs::write(path, report_json(&report)?).with_context(|| format!("writing {}", path.display()))?;
     }
@@ -84,6 +85,20 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::from(2))
     }
+}
+
+/// Derive the registers of what was just committed, so servers open the snapshot without
+/// computing them (see `poplar_engine::derived`). Every writer of the store runs this last.
+pub(crate) async fn derive_registers(store: &Store) -> anyhow::Result<()> {
+    use poplar_engine::catalog::{Derived, derive_registers};
+    match derive_registers(store).await.context("deriving the registers")? {
+        Derived::NothingLanded => {}
+        Derived::AlreadyCurrent { snapshot } => println!("registers: current in snapshot {snapshot}"),
+        Derived::Committed { snapshot, rows, seconds } => {
+            println!("registers: {rows} memberships derived in {seconds:.1}s; snapshot {snapshot}")
+        }
+    }
+    Ok(())
 }
 
 fn print_report(r: &LoadReport) {

@@ -36,5 +36,8 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     if let Some(s) = report.snapshot {
         println!("  snapshot {s}");
     }
+    // The members derived before the opt-out are stale now (the servers compute them
+    // until this commits the current ones).
+    super::load::derive_registers(&store).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,7 @@
 
 mod audit;
 mod common;
+mod derived;
 mod disclosure;
 mod limits;
 mod measures;
