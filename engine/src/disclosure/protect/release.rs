@@ -57,8 +57,12 @@ pub(super) fn release(
         .cells
         .iter()
         .enumerate()
-        .filter(|(_, (c, _))| *c == Cell::Key)
+        .filter(|(_, (c, _))| matches!(c, Cell::Key { .. }))
         .map(|(i, _)| i)
+        .collect();
+    let fine_keys: Vec<bool> = key_columns
+        .iter()
+        .map(|&i| spec.cells[i].0 == Cell::Key { public: false })
         .collect();
     // Each row's group key as text, per key column (secondary suppression matches
     // families on them) and joined (it seeds the question layer of the noise).
@@ -90,7 +94,7 @@ pub(super) fn release(
         let column = input.column(i);
         let out_type = schema.field(i).data_type().clone();
         let values: Vec<Option<f64>> = match cell {
-            Cell::Key | Cell::GroupingId => {
+            Cell::Key { .. } | Cell::GroupingId => {
                 columns.push(column.clone());
                 continue;
             }
@@ -211,11 +215,22 @@ pub(super) fn release(
         .cells_suppressed
         .fetch_add(cells_suppressed, Ordering::Relaxed);
     let batch = RecordBatch::try_new(schema.clone(), columns)?;
-    if spec.drop_small_groups {
-        let keep = BooleanArray::from(small.iter().map(|s| !s).collect::<Vec<_>>());
-        spec.stats
-            .groups_withheld
-            .fetch_add(small.iter().filter(|s| **s).count() as u64, Ordering::Relaxed);
+    // A small group is withheld (its key not shown) when the deployment or a DISTINCT says
+    // so, or when a key it shows (not rolled up) is not from a public domain.
+    let withheld: Vec<bool> = (0..rows)
+        .map(|r| {
+            small[r]
+                && (spec.drop_small_groups
+                    || fine_keys.iter().enumerate().any(|(c, fine)| {
+                        let bit = 1u64.checked_shl((fine_keys.len() - 1 - c) as u32).unwrap_or(0);
+                        *fine && masks[r] & bit == 0
+                    }))
+        })
+        .collect();
+    let count = withheld.iter().filter(|w| **w).count();
+    if count > 0 {
+        spec.stats.groups_withheld.fetch_add(count as u64, Ordering::Relaxed);
+        let keep = BooleanArray::from(withheld.iter().map(|w| !w).collect::<Vec<_>>());
         return filter_record_batch(&batch, &keep);
     }
     Ok(batch)
