@@ -181,7 +181,7 @@ fn text(s: &str) -> Expr {
 mod tests {
     use super::*;
     use arrow::datatypes::{DataType, Field, Schema};
-    use deltalake::datafusion::logical_expr::col;
+    use deltalake::datafusion::logical_expr::{col, lit};
     use std::sync::Arc;
 
     fn schema() -> (DFSchema, Vec<Lineage>) {

@@ -175,7 +175,8 @@ pub(super) fn release(
                             hidden[r] = true;
                             return None;
                         }
-                        (!v.is_null(r)).then(|| v.value(r))
+                        // A median is one or two people's values: never released exactly.
+                        (!v.is_null(r)).then(|| coarse_median(v.value(r)))
                     })
                     .collect();
                 suppressed.insert(i, hidden);
@@ -236,6 +237,22 @@ pub(super) fn release(
     Ok(batch)
 }
 
+/// Significant figures a released median keeps.
+const MEDIAN_FIGURES: i32 = 2;
+
+/// A median rounded to [`MEDIAN_FIGURES`] significant figures: within 5% (half a unit of
+/// the second figure, relative to the first) of the true median, so the value shown is
+/// no longer one person's exact value (a median of 48.3 is shown as 48, of 1,234 as
+/// 1,200).
+pub(super) fn coarse_median(v: f64) -> f64 {
+    if v == 0.0 || !v.is_finite() {
+        return v;
+    }
+    let magnitude = v.abs().log10().floor() as i32;
+    let step = 10f64.powi(magnitude - MEDIAN_FIGURES + 1);
+    (v / step).round() * step
+}
+
 /// List every suppressed cell with its reason in the request's stats.
 fn list_suppressed(
     spec: &ProtectSpec,
@@ -292,4 +309,21 @@ fn group_keys_by_column(
                 .collect()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::coarse_median;
+
+    #[test]
+    fn medians_keep_two_significant_figures() {
+        let got: Vec<f64> = [48.3, 1234.0, 0.0456, -7.25, 0.0, 99.6]
+            .iter()
+            .map(|v| coarse_median(*v))
+            .collect();
+        let want = [48.0, 1200.0, 0.046, -7.3, 0.0, 100.0];
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-9, "{got:?}");
+        }
+    }
 }
