@@ -38,10 +38,13 @@ pub enum Rule {
     TimeLimit,
     /// Too many failed sign-ins for this user name: further attempts wait.
     SignInThrottle,
+    /// Disclosure control rule 7: nothing in a non-steward's query may fail while running
+    /// because of a value (whether it failed would tell about the people it read).
+    ErrorFree,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 12] = [
+    pub const ALL: [Rule; 13] = [
         Rule::AggregateOnly,
         Rule::SamePerson,
         Rule::ReleasedAggregates,
@@ -54,6 +57,7 @@ impl Rule {
         Rule::MemoryLimit,
         Rule::TimeLimit,
         Rule::SignInThrottle,
+        Rule::ErrorFree,
     ];
 
     /// The stable identifier recorded in the audit log and sent in `poplar-rule`.
@@ -71,6 +75,7 @@ impl Rule {
             Rule::MemoryLimit => "memory_limit",
             Rule::TimeLimit => "time_limit",
             Rule::SignInThrottle => "sign_in_throttle",
+            Rule::ErrorFree => "error_free",
         }
     }
 
@@ -94,6 +99,7 @@ impl Rule {
             Rule::MemoryLimit => "resource limits (memory for one query)",
             Rule::TimeLimit => "resource limits (time for one query)",
             Rule::SignInThrottle => "sign-in limits (too many failed attempts)",
+            Rule::ErrorFree => "disclosure control, rule 7 (no run-time errors)",
         }
     }
 }
@@ -278,7 +284,8 @@ impl From<EngineError> for tonic::Status {
                     | Rule::StewardOnlyData
                     | Rule::ExplainAnalyze
                     | Rule::ReadOnlySql
-                    | Rule::NoDisclosureControl => tonic::Code::PermissionDenied,
+                    | Rule::NoDisclosureControl
+                    | Rule::ErrorFree => tonic::Code::PermissionDenied,
                 };
                 let mut metadata = tonic::metadata::MetadataMap::new();
                 metadata.insert(RULE_METADATA, tonic::metadata::MetadataValue::from_static(rule.id()));

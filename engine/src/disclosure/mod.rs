@@ -5,11 +5,15 @@
 //!   building each release point;
 //! - [`protect`]: the release operator that suppresses, noises and rounds;
 //! - [`noise`]: sticky noise; [`policy`]: the settings and their floors;
-//! - [`budget`]: the per-user daily limit on answers for noised roles.
+//! - [`budget`]: the per-user daily limit on answers for noised roles;
+//! - [`error_free`]: the analyzer rule that leaves nothing in a plan that can fail on a
+//!   value (errors would be a side channel).
 //!
 //! [`install`] puts all of it into a session, the one way any request gets it.
 
 pub mod budget;
+pub mod error_free;
+pub mod lineage;
 pub mod noise;
 pub mod policy;
 pub mod protect;
@@ -61,7 +65,9 @@ pub fn install(
         stats,
         steward_only,
     };
+    // Error-free after disclosure control: it then also covers the hidden release columns.
     builder
         .with_analyzer_rule(Arc::new(rule))
+        .with_analyzer_rule(Arc::new(error_free::ErrorFree))
         .with_query_planner(Arc::new(PoplarQueryPlanner))
 }

@@ -8,10 +8,12 @@ use deltalake::datafusion::common::{Result, ScalarValue};
 use deltalake::datafusion::functions::math::expr_fn::abs;
 use deltalake::datafusion::functions_aggregate::expr_fn::{count, max, sum};
 use deltalake::datafusion::logical_expr::expr::AggregateFunction;
+use deltalake::datafusion::logical_expr::utils::grouping_set_to_exprlist;
 use deltalake::datafusion::logical_expr::{Aggregate, Expr, ExprFunctionExt, Extension, LogicalPlan, lit};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
+use super::lineage::{self, Lineage};
 use super::policy::SmallGroups;
 use super::protect::{Cell, ProtectNode, ProtectSpec};
 use super::rule::{Flow, Rewriter, pid_column, reads_tainted, refuse, unalias};
@@ -117,13 +119,21 @@ impl Rewriter<'_> {
         let out = aggregate.schema.clone();
         let visible = out.fields().len() - hidden_count;
         let group_width = visible - value_cells.len();
+        // Key columns in the aggregate's order, each with where its values come from.
+        let mut key_lineage = grouping_set_to_exprlist(&aggregate.group_expr)?
+            .into_iter()
+            .map(|k| lineage::of_expr(k, aggregate.input.schema(), &flow.lineage))
+            .collect::<Vec<_>>()
+            .into_iter();
         for i in 0..group_width {
             let name = out.field(i).name();
             cells.push((
                 if name == Aggregate::INTERNAL_GROUPING_ID {
                     Cell::GroupingId
                 } else {
-                    Cell::Key
+                    Cell::Key {
+                        public: key_lineage.next() == Some(Lineage::Public),
+                    }
                 },
                 name.clone(),
             ));

@@ -33,6 +33,7 @@ use deltalake::datafusion::optimizer::AnalyzerRule;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use super::lineage::{self, Lineage};
 use super::policy::Policy;
 use super::protect::ReleaseStats;
 use crate::error::{EngineError, Rule};
@@ -93,13 +94,17 @@ impl AnalyzerRule for DisclosureControl {
 pub(super) struct Flow {
     pub(super) person: bool,
     pub(super) tainted: Vec<bool>,
+    /// Where each output column's values come from (see [`lineage`](super::lineage)).
+    pub(super) lineage: Vec<Lineage>,
 }
 
 impl Flow {
+    /// A relation of public reference data or released values.
     pub(super) fn safe(width: usize) -> Self {
         Self {
             person: false,
             tainted: vec![false; width],
+            lineage: vec![Lineage::Public; width],
         }
     }
 }
@@ -200,20 +205,35 @@ impl Rewriter<'_> {
                     .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
                     .collect();
                 let mut tainted: Vec<bool> = schema.fields().iter().map(|f| f.name() == PERSON_ID).collect();
+                let mut lineage: Vec<Lineage> = schema
+                    .fields()
+                    .iter()
+                    .map(|f| lineage::of_source_column(f.name()))
+                    .collect();
                 exprs.push(
                     Expr::Column(Column::new(Some(qualifier.clone()), PERSON_ID)).alias_qualified(Some(qualifier), PID),
                 );
                 tainted.push(true);
+                lineage.push(Lineage::Fine);
                 let plan = LogicalPlan::Projection(Projection::try_new(exprs, Arc::new(LogicalPlan::TableScan(scan)))?);
-                Ok((plan, Flow { person: true, tainted }))
+                Ok((
+                    plan,
+                    Flow {
+                        person: true,
+                        tainted,
+                        lineage,
+                    },
+                ))
             }
             LogicalPlan::Projection(p) => {
                 let (input, flow) = self.plan(Arc::unwrap_or_clone(p.input), scope)?;
                 let mut exprs = Vec::with_capacity(p.expr.len() + 1);
                 let mut tainted = Vec::with_capacity(p.expr.len() + 1);
+                let mut lineage = Vec::with_capacity(p.expr.len() + 1);
                 for e in p.expr {
                     let (e, sub_tainted) = self.expr(e, &input, &flow)?;
                     tainted.push(sub_tainted || reads_tainted(&e, input.schema(), &flow.tainted));
+                    lineage.push(lineage::of_expr(&e, input.schema(), &flow.lineage));
                     exprs.push(e);
                 }
                 if flow.person
@@ -222,6 +242,7 @@ impl Rewriter<'_> {
                 {
                     exprs.push(pid);
                     tainted.push(true);
+                    lineage.push(Lineage::Fine);
                 }
                 let plan = LogicalPlan::Projection(Projection::try_new(exprs, Arc::new(input))?);
                 Ok((
@@ -229,6 +250,7 @@ impl Rewriter<'_> {
                     Flow {
                         person: flow.person,
                         tainted,
+                        lineage,
                     },
                 ))
             }
@@ -431,6 +453,7 @@ impl Rewriter<'_> {
             (false, _, _) => (plan, false),
         };
         let tainted = flow.tainted.into_iter().take(original_width).collect();
+        let lineage = flow.lineage.into_iter().take(original_width).collect();
         Ok((
             Subquery {
                 subquery: Arc::new(plan),
@@ -440,6 +463,7 @@ impl Rewriter<'_> {
             Flow {
                 person: flow.person,
                 tainted,
+                lineage,
             },
             added,
         ))
@@ -467,15 +491,34 @@ impl Rewriter<'_> {
             t.extend(aggr.iter().map(|e| reads_tainted(e, &schema, &flow.tainted)));
             t
         };
+        // Keys keep their lineage; a per-person aggregate's values are fine (a count per
+        // person is no public domain); values over public rows stay public.
+        let output_lineage = |aggr: &[Expr], pid_key: bool| -> Vec<Lineage> {
+            let mut l: Vec<Lineage> = keys
+                .iter()
+                .map(|k| lineage::of_expr(k, &schema, &flow.lineage))
+                .collect();
+            if pid_key {
+                l.push(Lineage::Fine);
+            }
+            if matches!(a.group_expr.as_slice(), [Expr::GroupingSet(_)]) {
+                l.push(Lineage::Public);
+            }
+            let value = if flow.person { Lineage::Fine } else { Lineage::Public };
+            l.extend(aggr.iter().map(|_| value));
+            l
+        };
 
         if !flow.person {
             let taint = output_taint(&a.aggr_expr, false);
+            let lineage = output_lineage(&a.aggr_expr, false);
             let plan = LogicalPlan::Aggregate(Aggregate::try_new(Arc::new(input), a.group_expr, a.aggr_expr)?);
             return Ok((
                 plan,
                 Flow {
                     person: false,
                     tainted: taint,
+                    lineage,
                 },
             ));
         }
@@ -503,6 +546,7 @@ impl Rewriter<'_> {
                 );
             }
             let taint = output_taint(&a.aggr_expr, true);
+            let lineage = output_lineage(&a.aggr_expr, true);
             let mut group = a.group_expr;
             group.push(pid);
             let plan = LogicalPlan::Aggregate(Aggregate::try_new(Arc::new(input), group, a.aggr_expr)?);
@@ -511,6 +555,7 @@ impl Rewriter<'_> {
                 Flow {
                     person: true,
                     tainted: taint,
+                    lineage,
                 },
             ));
         }
@@ -532,12 +577,14 @@ impl Rewriter<'_> {
                 other => LogicalPlan::Filter(Filter::try_new(same, Arc::new(other))?),
             };
             let taint = output_taint(&a.aggr_expr, false);
+            let lineage = output_lineage(&a.aggr_expr, false);
             let plan = LogicalPlan::Aggregate(Aggregate::try_new(Arc::new(input), a.group_expr, a.aggr_expr)?);
             return Ok((
                 plan,
                 Flow {
                     person: true,
                     tainted: taint,
+                    lineage,
                 },
             ));
         }
@@ -549,9 +596,11 @@ impl Rewriter<'_> {
         let (input, flow) = self.plan(Arc::unwrap_or_clone(w.input), scope)?;
         let schema = input.schema().clone();
         let mut tainted = flow.tainted.clone();
+        let mut lineage = flow.lineage.clone();
         let mut exprs = Vec::with_capacity(w.window_expr.len());
         for e in w.window_expr {
             tainted.push(reads_tainted(&e, &schema, &flow.tainted));
+            lineage.push(if flow.person { Lineage::Fine } else { Lineage::Public });
             if !flow.person {
                 exprs.push(e);
                 continue;
@@ -588,6 +637,7 @@ impl Rewriter<'_> {
             Flow {
                 person: flow.person,
                 tainted,
+                lineage,
             },
         ))
     }
@@ -644,24 +694,38 @@ impl Rewriter<'_> {
             j.null_aware,
         )?;
         let mut tainted = lflow.tainted.clone();
+        let mut lineage = lflow.lineage.clone();
         match j.join_type {
             JoinType::LeftSemi | JoinType::LeftAnti | JoinType::LeftMark => {
                 if j.join_type == JoinType::LeftMark {
                     tainted.push(false);
+                    lineage.push(Lineage::Fine);
                 }
             }
             JoinType::RightSemi | JoinType::RightAnti | JoinType::RightMark => {
                 tainted = rflow.tainted.clone();
+                lineage = rflow.lineage.clone();
                 if j.join_type == JoinType::RightMark {
                     tainted.push(false);
+                    lineage.push(Lineage::Fine);
                 }
             }
-            _ => tainted.extend(rflow.tainted.iter().copied()),
+            _ => {
+                tainted.extend(rflow.tainted.iter().copied());
+                lineage.extend(rflow.lineage.iter().copied());
+            }
         }
         let plan = LogicalPlan::Join(join);
         let person = lflow.person || rflow.person;
         if !both {
-            return Ok((plan, Flow { person, tainted }));
+            return Ok((
+                plan,
+                Flow {
+                    person,
+                    tainted,
+                    lineage,
+                },
+            ));
         }
         // Enforce "same person" and keep one pid.
         let schema = plan.schema().clone();
@@ -698,21 +762,25 @@ impl Rewriter<'_> {
         };
         let mut exprs = Vec::new();
         let mut out_taint = Vec::new();
+        let mut out_lineage = Vec::new();
         for (i, &taint) in tainted.iter().enumerate().take(schema.fields().len()) {
             if i == *l || i == *r {
                 continue;
             }
             exprs.push(column(i));
             out_taint.push(taint);
+            out_lineage.push(lineage.get(i).copied().unwrap_or(Lineage::Fine));
         }
         exprs.push(merged.alias_qualified(Some(self.fresh_qualifier()), PID));
         out_taint.push(true);
+        out_lineage.push(Lineage::Fine);
         let plan = LogicalPlan::Projection(Projection::try_new(exprs, Arc::new(filtered))?);
         Ok((
             plan,
             Flow {
                 person: true,
                 tainted: out_taint,
+                lineage: out_lineage,
             },
         ))
     }
@@ -725,6 +793,7 @@ impl Rewriter<'_> {
         let person = children.iter().any(|(_, f)| f.person);
         let width = u.schema.fields().len();
         let mut tainted = vec![false; width];
+        let mut lineage: Vec<Option<Lineage>> = vec![None; width];
         let mut inputs = Vec::new();
         for (plan, flow) in children {
             let schema = plan.schema().clone();
@@ -737,6 +806,11 @@ impl Rewriter<'_> {
                 }
                 if position < width {
                     tainted[position] |= flow.tainted[i];
+                    let l = flow.lineage.get(i).copied().unwrap_or(Lineage::Fine);
+                    lineage[position] = Some(match lineage[position] {
+                        None => l,
+                        Some(seen) => lineage::union(seen, l),
+                    });
                 }
                 position += 1;
                 exprs.push(Expr::Column(Column::new(q.cloned(), f.name())));
@@ -753,11 +827,20 @@ impl Rewriter<'_> {
                 Arc::new(plan),
             )?)));
         }
+        let mut lineage: Vec<Lineage> = lineage.into_iter().map(|l| l.unwrap_or(Lineage::Public)).collect();
         if person {
             tainted.push(true);
+            lineage.push(Lineage::Fine);
         }
         let plan = LogicalPlan::Union(Union::try_new_with_loose_types(inputs)?);
-        Ok((plan, Flow { person, tainted }))
+        Ok((
+            plan,
+            Flow {
+                person,
+                tainted,
+                lineage,
+            },
+        ))
     }
 
     /// `SELECT DISTINCT` over people's records: per person if it keeps person_id, else a

@@ -42,7 +42,7 @@ impl ProtectExec {
         let fields: Vec<Field> = (0..spec.cells.len())
             .map(|i| protected_field(in_schema.field(i), &spec.cells[i].0))
             .collect();
-        let schema = Arc::new(Schema::new_with_metadata(fields, in_schema.metadata().clone()));
+        let schema = Arc::new(Schema::new_with_metadata(fields, spec.metadata(in_schema.metadata())));
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(schema.clone()),
             Partitioning::UnknownPartitioning(1),

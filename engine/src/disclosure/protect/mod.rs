@@ -26,12 +26,20 @@ pub use node::ProtectNode;
 /// Field metadata on every protected column, so a client can show `*` for a suppressed cell.
 pub const PROTECTION_KEY: &str = "poplar.protection";
 pub const SUPPRESSED_KEY: &str = "poplar.suppressed";
+/// Field metadata on every key column of a release: `public` (a small group may be shown
+/// by it, marked) or `fine` (a small group with it is withheld).
+pub const KEY_DOMAIN_KEY: &str = "poplar.key";
+/// Schema metadata of a release: what happens to groups below k people (`marked`,
+/// `withheld`, or `withheld_unless_public_keys`: withheld unless every key shown is public).
+pub const SMALL_GROUPS_KEY: &str = "poplar.small_groups";
 
 /// What one output column of a release holds, and so how it is made safe.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Cell {
     /// A group key: published as is (the rewrite refuses keys derived from `person_id`).
-    Key,
+    /// `public`: its values come from a public domain (see `lineage`), so a small group
+    /// may be shown by it, marked; a small group with any key that is not is withheld.
+    Key { public: bool },
     /// DataFusion's internal grouping-set id (for ROLLUP/CUBE/GROUPING SETS).
     GroupingId,
     /// `count(…)`: suppressed 1–7 and below k people, noised, rounded. A *conditional*
@@ -51,7 +59,7 @@ pub enum Cell {
 impl Cell {
     pub(super) fn label(&self) -> &'static str {
         match self {
-            Cell::Key => "key",
+            Cell::Key { .. } => "key",
             Cell::GroupingId => "grouping_id",
             Cell::Count { .. } => "count",
             Cell::Sum { .. } => "sum",
@@ -60,7 +68,7 @@ impl Cell {
         }
     }
     pub(super) fn is_value(&self) -> bool {
-        !matches!(self, Cell::Key | Cell::GroupingId)
+        !matches!(self, Cell::Key { .. } | Cell::GroupingId)
     }
 }
 
@@ -144,7 +152,34 @@ pub struct ProtectSpec {
     pub stats: Arc<ReleaseStats>,
 }
 
+impl ProtectSpec {
+    /// What this release does with a group below k people (see [`SMALL_GROUPS_KEY`]).
+    pub fn small_groups(&self) -> &'static str {
+        let fine_key = self.cells.iter().any(|(c, _)| *c == Cell::Key { public: false });
+        match (self.drop_small_groups, fine_key) {
+            (true, _) => "withheld",
+            (false, true) => "withheld_unless_public_keys",
+            (false, false) => "marked",
+        }
+    }
+
+    /// The release's schema metadata: its input's, and what it does with small groups.
+    pub(super) fn metadata(
+        &self,
+        input: &std::collections::HashMap<String, String>,
+    ) -> std::collections::HashMap<String, String> {
+        let mut metadata = input.clone();
+        metadata.insert(SMALL_GROUPS_KEY.into(), self.small_groups().into());
+        metadata
+    }
+}
+
 pub(super) fn protected_field(field: &Field, cell: &Cell) -> Field {
+    if let Cell::Key { public } = cell {
+        let mut metadata = field.metadata().clone();
+        metadata.insert(KEY_DOMAIN_KEY.into(), if *public { "public" } else { "fine" }.into());
+        return field.clone().with_metadata(metadata);
+    }
     if !cell.is_value() {
         return field.clone();
     }

@@ -29,7 +29,10 @@ impl ProtectNode {
                 (qualifier.cloned(), Arc::new(protected_field(field, &spec.cells[i].0)))
             })
             .collect::<Vec<_>>();
-        let schema = Arc::new(DFSchema::new_with_metadata(fields, in_schema.metadata().clone())?);
+        let schema = Arc::new(DFSchema::new_with_metadata(
+            fields,
+            spec.metadata(in_schema.metadata()),
+        )?);
         Ok(Self { input, schema, spec })
     }
 
@@ -43,7 +46,7 @@ impl ProtectNode {
             .map(|(c, text)| format!("{text}={}", c.label()))
             .collect();
         format!(
-            "Protect: min_people={}, suppress=1..{}, round={:?}/{}, noise={}, cells=[{}]",
+            "Protect: min_people={}, suppress=1..{}, round={:?}/{}, noise={}, small_groups={}, cells=[{}]",
             p.min_people,
             p.suppress_up_to,
             p.rounding,
@@ -53,6 +56,7 @@ impl ProtectNode {
             } else {
                 "off".into()
             },
+            self.spec.small_groups(),
             cells.join(", ")
         )
     }

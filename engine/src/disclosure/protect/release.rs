@@ -57,8 +57,12 @@ pub(super) fn release(
         .cells
         .iter()
         .enumerate()
-        .filter(|(_, (c, _))| *c == Cell::Key)
+        .filter(|(_, (c, _))| matches!(c, Cell::Key { .. }))
         .map(|(i, _)| i)
+        .collect();
+    let fine_keys: Vec<bool> = key_columns
+        .iter()
+        .map(|&i| spec.cells[i].0 == Cell::Key { public: false })
         .collect();
     // Each row's group key as text, per key column (secondary suppression matches
     // families on them) and joined (it seeds the question layer of the noise).
@@ -90,7 +94,7 @@ pub(super) fn release(
         let column = input.column(i);
         let out_type = schema.field(i).data_type().clone();
         let values: Vec<Option<f64>> = match cell {
-            Cell::Key | Cell::GroupingId => {
+            Cell::Key { .. } | Cell::GroupingId => {
                 columns.push(column.clone());
                 continue;
             }
@@ -171,7 +175,8 @@ pub(super) fn release(
                             hidden[r] = true;
                             return None;
                         }
-                        (!v.is_null(r)).then(|| v.value(r))
+                        // A median is one or two people's values: never released exactly.
+                        (!v.is_null(r)).then(|| coarse_median(v.value(r)))
                     })
                     .collect();
                 suppressed.insert(i, hidden);
@@ -211,14 +216,41 @@ pub(super) fn release(
         .cells_suppressed
         .fetch_add(cells_suppressed, Ordering::Relaxed);
     let batch = RecordBatch::try_new(schema.clone(), columns)?;
-    if spec.drop_small_groups {
-        let keep = BooleanArray::from(small.iter().map(|s| !s).collect::<Vec<_>>());
-        spec.stats
-            .groups_withheld
-            .fetch_add(small.iter().filter(|s| **s).count() as u64, Ordering::Relaxed);
+    // A small group is withheld (its key not shown) when the deployment or a DISTINCT says
+    // so, or when a key it shows (not rolled up) is not from a public domain.
+    let withheld: Vec<bool> = (0..rows)
+        .map(|r| {
+            small[r]
+                && (spec.drop_small_groups
+                    || fine_keys.iter().enumerate().any(|(c, fine)| {
+                        let bit = 1u64.checked_shl((fine_keys.len() - 1 - c) as u32).unwrap_or(0);
+                        *fine && masks[r] & bit == 0
+                    }))
+        })
+        .collect();
+    let count = withheld.iter().filter(|w| **w).count();
+    if count > 0 {
+        spec.stats.groups_withheld.fetch_add(count as u64, Ordering::Relaxed);
+        let keep = BooleanArray::from(withheld.iter().map(|w| !w).collect::<Vec<_>>());
         return filter_record_batch(&batch, &keep);
     }
     Ok(batch)
+}
+
+/// Significant figures a released median keeps.
+const MEDIAN_FIGURES: i32 = 2;
+
+/// A median rounded to [`MEDIAN_FIGURES`] significant figures: within 5% (half a unit of
+/// the second figure, relative to the first) of the true median, so the value shown is
+/// no longer one person's exact value (a median of 48.3 is shown as 48, of 1,234 as
+/// 1,200).
+pub(super) fn coarse_median(v: f64) -> f64 {
+    if v == 0.0 || !v.is_finite() {
+        return v;
+    }
+    let magnitude = v.abs().log10().floor() as i32;
+    let step = 10f64.powi(magnitude - MEDIAN_FIGURES + 1);
+    (v / step).round() * step
 }
 
 /// List every suppressed cell with its reason in the request's stats.
@@ -277,4 +309,21 @@ fn group_keys_by_column(
                 .collect()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::coarse_median;
+
+    #[test]
+    fn medians_keep_two_significant_figures() {
+        let got: Vec<f64> = [48.3, 1234.0, 0.0456, -7.25, 0.0, 99.6]
+            .iter()
+            .map(|v| coarse_median(*v))
+            .collect();
+        let want = [48.0, 1200.0, 0.046, -7.3, 0.0, 100.0];
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-9, "{got:?}");
+        }
+    }
 }
