@@ -51,7 +51,7 @@ pub async fn write(
     mode: WriteMode,
 ) -> Result<u64, LoaderError> {
     let target = match store.open(table).await? {
-        Some(t) => t,
+        Some(t) => add_missing_columns(t, table).await?,
         None => store.handle(table)?,
     };
     // An empty input still has to commit (a delivery with no rows of a kind supersedes the
@@ -75,6 +75,54 @@ pub async fn write(
     };
     let written = builder.await.map_err(|e| LoaderError::delta(table.name(), e))?;
     version_of(&written, table)
+}
+
+/// Bring a table written by an older Poplar up to the schema this one declares: a column
+/// added since (`encounters.encounter_snomed`, say) is added to the Delta schema, in its
+/// own commit, before new rows are written. Rows already landed read it as null; no data
+/// file is rewritten. A missing column that may not be null cannot be added this way (the
+/// old rows have no value for it), and is an error rather than a guess.
+async fn add_missing_columns(target: DeltaTable, table: Table) -> Result<DeltaTable, LoaderError> {
+    use deltalake::kernel::StructField;
+    use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+    let declared = table.schema();
+    let landed = target
+        .snapshot()
+        .map_err(|e| LoaderError::delta(table.name(), e))?
+        .schema();
+    let missing: Vec<&arrow::datatypes::Field> = declared
+        .fields()
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|f| landed.field(f.name()).is_none())
+        .collect();
+    if missing.is_empty() {
+        return Ok(target);
+    }
+    if let Some(required) = missing.iter().find(|f| !f.is_nullable()) {
+        return Err(LoaderError::Inconsistent {
+            table: table.name().into(),
+            reason: format!(
+                "the landed table has no column {}, which may not be null: rows already landed have no value for it",
+                required.name()
+            ),
+        });
+    }
+    let fields = missing
+        .iter()
+        .map(|f| (*f).try_into_kernel())
+        .collect::<Result<Vec<StructField>, _>>()?;
+    let names: Vec<&str> = missing.iter().map(|f| f.name().as_str()).collect();
+    tracing::warn!(
+        table = table.name(),
+        columns = ?names,
+        "table was written before these columns existed: adding them (rows already landed read them as null)"
+    );
+    target
+        .add_columns()
+        .with_fields(fields)
+        .await
+        .map_err(|e| LoaderError::delta(table.name(), e))
 }
 
 /// Delete rows matching `predicate`; returns the new version.
@@ -271,4 +319,126 @@ pub fn int64_values(batches: &[RecordBatch], column: usize) -> Vec<i64> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quarantine::{Quarantined, Reason, quarantine_batch};
+    use crate::tables::EncounterRows;
+    use deltalake::datafusion::prelude::{col, lit};
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::parse(&dir.path().join("store").display().to_string()).expect("store");
+        (dir, store)
+    }
+
+    /// Encounters of one practice in today's schema, with `encounter_snomed` set.
+    fn encounters(source_org: &str, snomed: i64) -> RecordBatch {
+        let mut rows = EncounterRows::default();
+        for (person, day) in [(1, 19_000), (2, 19_001)] {
+            rows.person_id.append_value(person);
+            rows.setting.append_value("gp");
+            rows.start_date.append_value(day);
+            rows.end_date.append_null();
+            rows.encounter_type.append_value("face_to_face");
+            rows.cost.append_null();
+            rows.encounter_snomed.append_value(snomed);
+        }
+        rows.finish(source_org).expect("batch")
+    }
+
+    /// `batch` without the column `name`: what an older Poplar wrote.
+    fn without(batch: &RecordBatch, name: &str) -> RecordBatch {
+        let keep: Vec<usize> = (0..batch.num_columns())
+            .filter(|&i| batch.schema().field(i).name() != name)
+            .collect();
+        batch.project(&keep).expect("project")
+    }
+
+    async fn create(store: &Store, table: Table, batch: RecordBatch) {
+        store
+            .handle(table)
+            .expect("handle")
+            .write(vec![batch])
+            .with_partition_columns(table.partition_columns().iter().copied())
+            .await
+            .expect("old table");
+    }
+
+    #[tokio::test]
+    async fn a_table_written_before_a_column_existed_takes_new_rows() {
+        let (_dir, store) = store();
+        create(
+            &store,
+            Table::Encounters,
+            without(&encounters("A1", 1), "encounter_snomed"),
+        )
+        .await;
+        // Delta refuses rows of another schema as they are: this is what the loader met.
+        let old = store.open(Table::Encounters).await.expect("open").expect("table");
+        assert!(
+            old.write(vec![encounters("B2", 185349003)])
+                .with_save_mode(SaveMode::Append)
+                .await
+                .is_err(),
+            "a plain append of the new schema is refused"
+        );
+        let version = write(
+            &store,
+            Table::Encounters,
+            vec![encounters("B2", 185349003)],
+            WriteMode::Replace(col("source_org").eq(lit("B2"))),
+        )
+        .await
+        .expect("the loader's write adds the column");
+        let table = store.open_at(Table::Encounters, version).await.expect("open");
+        let rows = query(
+            &table,
+            "SELECT source_org, count(*), count(encounter_snomed), min(encounter_snomed) FROM t GROUP BY source_org ORDER BY source_org",
+        )
+        .await
+        .expect("query");
+        // The old rows read the new column as null; the new rows carry it.
+        assert_eq!(
+            string_values(&rows, 0).expect("text"),
+            [Some("A1".to_string()), Some("B2".to_string())]
+        );
+        assert_eq!(int64_values(&rows, 1), [2, 2]);
+        assert_eq!(int64_values(&rows, 2), [0, 2]);
+        assert_eq!(int64_values(&rows, 3), [0, 185349003]);
+        // Already evolved: a second write adds nothing and commits once.
+        let again = write(&store, Table::Encounters, vec![encounters("C3", 1)], WriteMode::Append)
+            .await
+            .expect("write");
+        assert_eq!(again, version + 1);
+    }
+
+    #[tokio::test]
+    async fn a_missing_column_that_may_not_be_null_is_refused() {
+        let (_dir, store) = store();
+        let batch = || {
+            quarantine_batch(
+                "load",
+                "A1",
+                "2025-01-01",
+                &[Quarantined::file(
+                    "x.csv",
+                    Reason::InvalidJson,
+                    "line is not a JSON object",
+                )],
+                0,
+            )
+            .expect("batch")
+        };
+        create(&store, Table::Quarantine, without(&batch(), "detail")).await;
+        let err = write(&store, Table::Quarantine, vec![batch()], WriteMode::Append)
+            .await
+            .expect_err("refused");
+        assert!(
+            err.to_string().contains("no column detail, which may not be null"),
+            "{err}"
+        );
+    }
 }

@@ -22,6 +22,32 @@ pub fn steward() -> Principal {
     Principal::new("sam", Role::Steward)
 }
 
+/// A steward's answer to `sql`, one line per row: the values separated by spaces, NULL
+/// for a null.
+pub async fn answer(loaded: &SnapshotContext, sql: &str) -> Vec<String> {
+    let session = QuerySession::new(loaded, &steward(), None).expect("session");
+    let batches = session.sql(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let options = FormatOptions::new().with_null("NULL");
+    let mut out = Vec::new();
+    for b in &batches {
+        let columns: Vec<ArrayFormatter> = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).expect("format"))
+            .collect();
+        for r in 0..b.num_rows() {
+            out.push(
+                columns
+                    .iter()
+                    .map(|c| c.value(r).to_string())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
+        }
+    }
+    out
+}
+
 // ----- the fixture: two practices, people whose register status is known -----
 
 struct Person {
@@ -204,12 +230,12 @@ fn nhs(index: usize) -> String {
         .to_digit_string()
 }
 
-fn practice(ods: &str) -> Source {
+pub fn practice(ods: &str, format: FeedFormat) -> Source {
     Source {
         ods: ods.into(),
         name: format!("{ods} practice"),
         org_type: OrgType::GpPractice,
-        format: FeedFormat::Csv,
+        format,
         identifier_system: NHS_NUMBER_SYSTEM.into(),
         pcn: Some("U00001".into()),
         pcn_name: Some("Fixture PCN".into()),
@@ -227,7 +253,7 @@ pub fn date(s: &str) -> NaiveDate {
 pub async fn fixture(dir: &Path) -> (Arc<SnapshotContext>, RecordBatch) {
     let registry = Registry {
         region: "fixture".into(),
-        sources: vec![practice(F1), practice(F2)],
+        sources: vec![practice(F1, FeedFormat::Csv), practice(F2, FeedFormat::Csv)],
     };
     std::fs::write(dir.join("sources.toml"), registry.to_toml().expect("toml")).expect("write");
     std::fs::create_dir_all(dir.join("lookups")).expect("dir");

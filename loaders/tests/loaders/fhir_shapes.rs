@@ -13,30 +13,11 @@ use std::path::Path;
 
 use crate::common::*;
 use crate::deidentification::assert_no_identifier_landed;
-
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fhir");
+use crate::fhir_feed::{FHIR_FIXTURES, export_files, write_delivery};
 
 /// Write the fixture directory `ods` as a delivery of that practice.
 fn deliver(hb: &HandBuilt, ods: &str) {
-    let dir = Path::new(FIXTURES).join(ods);
-    let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
-        .expect("fixture dir")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "ndjson"))
-        .map(|p| {
-            let name = p.file_name().expect("name").to_string_lossy().into_owned();
-            (name, std::fs::read_to_string(&p).expect("read"))
-        })
-        .collect();
-    files.sort();
-    let files: Vec<(&str, String)> = files.iter().map(|(n, c)| (n.as_str(), c.clone())).collect();
-    hb.delivery(
-        ods,
-        "2025-09-30",
-        FeedFormat::FhirNdjson,
-        ("1900-01-01", "2025-09-30"),
-        &files,
-    );
+    write_delivery(&hb.root.join("deliveries"), ods, "2025-09-30", &export_files(ods));
 }
 
 async fn loaded() -> (HandBuilt, LoadReport) {
@@ -305,7 +286,7 @@ async fn no_identifier_of_the_fixtures_lands() {
     };
     let mut birth_days = HashSet::new();
     for ods in ["A81001", "A81002"] {
-        let text = std::fs::read_to_string(Path::new(FIXTURES).join(ods).join("Patient.ndjson")).expect("read");
+        let text = std::fs::read_to_string(Path::new(FHIR_FIXTURES).join(ods).join("Patient.ndjson")).expect("read");
         for line in text.lines() {
             let v: serde_json::Value = serde_json::from_str(line).expect("json");
             for id in v["identifier"].as_array().expect("identifiers") {
