@@ -73,8 +73,14 @@ SEAWEED_DIR=""
 # tests need: AWS_* for object_store and POPLAR_TEST_S3_BUCKET.
 start_seaweedfs() {
     SEAWEED_DIR=$(mktemp -d)
-    local master volume filer s3
-    master=$(free_port); volume=$(free_port); filer=$(free_port); s3=$(free_port)
+    local master volume filer s3 ports=()
+    # Four distinct ports: free_port only checks, so two calls can return the same one.
+    while [ ${#ports[@]} -lt 4 ]; do
+        local p
+        p=$(free_port)
+        [[ " ${ports[*]} " == *" $p "* ]] || ports+=("$p")
+    done
+    master=${ports[0]}; volume=${ports[1]}; filer=${ports[2]}; s3=${ports[3]}
     log "starting SeaweedFS S3 on 127.0.0.1:$s3"
     "$POPLAR_VENV/bin/weed" server -dir="$SEAWEED_DIR" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
         -master.port="$master" -volume.port="$volume" -filer.port="$filer" \

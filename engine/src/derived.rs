@@ -134,6 +134,7 @@ pub(crate) fn rows(members: Vec<RecordBatch>, key: &str) -> Result<Vec<RecordBat
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn snapshot(patients: u64, events: u64) -> Snapshot {
         Snapshot {
@@ -150,8 +151,15 @@ mod tests {
     fn the_key_changes_with_every_input_and_the_reference_date() {
         let day = NaiveDate::from_ymd_opt(2026, 9, 30).expect("date");
         let key = derivation_key(&snapshot(1, 2), day);
-        assert!(key.starts_with("patients=1 clinical_events=2 reference=2026-09-30 definitions="), "{key}");
-        assert_ne!(key, derivation_key(&snapshot(2, 2), day), "an opt-out rewrites patients");
+        assert!(
+            key.starts_with("patients=1 clinical_events=2 reference=2026-09-30 definitions="),
+            "{key}"
+        );
+        assert_ne!(
+            key,
+            derivation_key(&snapshot(2, 2), day),
+            "an opt-out rewrites patients"
+        );
         assert_ne!(key, derivation_key(&snapshot(1, 3), day));
         assert_ne!(key, derivation_key(&snapshot(1, 2), day.succ_opt().expect("date")));
         // The ledger alone moving (a delivery that landed nothing) changes no member.

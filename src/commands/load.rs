@@ -94,7 +94,11 @@ pub(crate) async fn derive_registers(store: &Store) -> anyhow::Result<()> {
     match derive_registers(store).await.context("deriving the registers")? {
         Derived::NothingLanded => {}
         Derived::AlreadyCurrent { snapshot } => println!("registers: current in snapshot {snapshot}"),
-        Derived::Committed { snapshot, rows, seconds } => {
+        Derived::Committed {
+            snapshot,
+            rows,
+            seconds,
+        } => {
             println!("registers: {rows} memberships derived in {seconds:.1}s; snapshot {snapshot}")
         }
     }

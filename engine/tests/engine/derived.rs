@@ -6,9 +6,9 @@ use std::collections::{BTreeSet, HashSet};
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
+use poplar_engine::SnapshotContext;
 use poplar_engine::catalog::SnapshotCatalog;
 use poplar_engine::catalog::{Derived, derive_registers};
-use poplar_engine::SnapshotContext;
 use poplar_loaders::Store;
 use poplar_loaders::optout::{self, OptOutList};
 
@@ -33,7 +33,11 @@ async fn members(ctx: &SnapshotContext) -> BTreeSet<Member> {
             b.column(2).as_string::<i32>(),
         );
         for r in 0..b.num_rows() {
-            out.insert((ids.value(r), practices.value(r).to_string(), registers.value(r).to_string()));
+            out.insert((
+                ids.value(r),
+                practices.value(r).to_string(),
+                registers.value(r).to_string(),
+            ));
         }
     }
     out
@@ -81,7 +85,11 @@ async fn derived_registers_are_used_only_while_they_match_the_snapshot() {
     assert!(!after.registers_derived, "stale derivation ignored");
     let remaining: BTreeSet<Member> = expected.iter().filter(|m| m.0 != gone).cloned().collect();
     assert!(remaining.len() < expected.len());
-    assert_eq!(members(&after).await, remaining, "computed without the person who opted out");
+    assert_eq!(
+        members(&after).await,
+        remaining,
+        "computed without the person who opted out"
+    );
 
     assert!(matches!(
         derive_registers(&store).await.expect("derive"),
