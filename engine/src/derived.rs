@@ -97,9 +97,12 @@ pub(crate) async fn read(
         .await?
         .collect()
         .await?;
+    // A column of another type than the one written (a table not written by Poplar) is
+    // as stale as a wrong key.
     let current = batches.iter().all(|b| {
-        let from = b.column(4).as_string::<i32>();
-        from.null_count() == 0 && from.iter().all(|v| v == Some(key))
+        b.column(4)
+            .as_string_opt::<i32>()
+            .is_some_and(|from| from.null_count() == 0 && from.iter().all(|v| v == Some(key)))
     });
     if !current {
         return Ok(None);

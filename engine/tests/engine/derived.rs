@@ -5,7 +5,8 @@
 use std::collections::{BTreeSet, HashSet};
 
 use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::Int64Type;
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Int64Type};
 use poplar_engine::SnapshotContext;
 use poplar_engine::catalog::SnapshotCatalog;
 use poplar_engine::catalog::{Derived, derive_registers};
@@ -19,7 +20,7 @@ type Member = (i64, String, String);
 async fn members(ctx: &SnapshotContext) -> BTreeSet<Member> {
     let batches: Vec<RecordBatch> = ctx
         .context
-        .sql("SELECT person_id, CAST(practice AS VARCHAR), CAST(register AS VARCHAR) FROM register_membership")
+        .sql("SELECT person_id, practice, register FROM register_membership")
         .await
         .expect("plan")
         .collect()
@@ -27,10 +28,12 @@ async fn members(ctx: &SnapshotContext) -> BTreeSet<Member> {
         .expect("run");
     let mut out = BTreeSet::new();
     for b in &batches {
+        let text = |i: usize| cast(b.column(i), &DataType::Utf8).expect("text");
+        let (practices, registers) = (text(1), text(2));
         let (ids, practices, registers) = (
             b.column(0).as_primitive::<Int64Type>(),
-            b.column(1).as_string::<i32>(),
-            b.column(2).as_string::<i32>(),
+            practices.as_string::<i32>(),
+            registers.as_string::<i32>(),
         );
         for r in 0..b.num_rows() {
             out.insert((
