@@ -8,6 +8,8 @@ use prost::Message;
 const PROTOS: &[&str] = &[
     "proto/poplar/flightsql/v1/statement.proto",
     "proto/poplar/measures/v1/measures.proto",
+    "proto/poplar/studies/v1/studies.proto",
+    "proto/poplar/governance/v1/governance.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

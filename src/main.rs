@@ -4,7 +4,7 @@ mod client;
 mod commands;
 
 use clap::{Parser, Subcommand};
-use commands::{audit, demo, load, measures, optout, serve, sql, synth, users};
+use commands::{audit, demo, load, measures, optout, serve, sql, studies, synth, users};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -30,6 +30,11 @@ enum Command {
     Measures {
         #[command(subcommand)]
         command: measures::MeasuresCommand,
+    },
+    /// Approved studies: submit, review, approve, run, check and fetch outputs.
+    Studies {
+        #[command(subcommand)]
+        command: studies::StudiesCommand,
     },
     /// Manage users of `poplar serve`.
     Users {
@@ -107,6 +112,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::serve(args).await,
             Command::Sql(args) => sql::sql(args).await,
             Command::Measures { command } => measures::measures(command).await,
+            Command::Studies { command } => studies::studies(command).await,
             Command::Users {
                 command: UsersCommand::Add(args),
             } => users::add(args),

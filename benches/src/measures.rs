@@ -155,6 +155,7 @@ pub async fn run(work: &Path, store: Store, iterations: usize) -> anyhow::Result
             b"bench-noise-key-0123456789abcdef0123".to_vec(),
         )?),
         limits: Default::default(),
+        studies: Default::default(),
     })
     .await?;
     let start_seconds = started.elapsed().as_secs_f64();

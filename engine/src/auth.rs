@@ -136,6 +136,11 @@ impl Authenticator {
         Ok((principal, session))
     }
 
+    /// Every user's name and role (never a token or its hash), for the stewards' console.
+    pub fn users(&self) -> Vec<(String, Role)> {
+        self.users.iter().map(|u| (u.name.clone(), u.role)).collect()
+    }
+
     /// A bearer token: a live session token or a user's own token.
     pub fn check_bearer(&self, token: &str) -> Result<Principal, EngineError> {
         let h = hash(token);

@@ -377,6 +377,9 @@ pub struct SnapshotCatalog {
     store: Store,
     extra: Vec<ExtraTable>,
     current: RwLock<Arc<SnapshotContext>>,
+    /// The earlier snapshot last opened for a pinned study run: reproducing runs of one
+    /// study asks for the same snapshot again and again.
+    pinned: tokio::sync::Mutex<Option<Arc<SnapshotContext>>>,
 }
 
 impl SnapshotCatalog {
@@ -387,7 +390,27 @@ impl SnapshotCatalog {
             store,
             extra,
             current: RwLock::new(Arc::new(context)),
+            pinned: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// `snapshot`'s context: the one served if it is current, else opened (the previous
+    /// such one is kept). Its tables read the Delta versions the snapshot names, so a
+    /// question asked of it again gets the same rows, whatever loaded since.
+    pub async fn open_at(&self, snapshot: Snapshot) -> Result<Arc<SnapshotContext>, EngineError> {
+        let current = self.current();
+        if current.snapshot.as_ref() == Some(&snapshot) {
+            return Ok(current);
+        }
+        let mut pinned = self.pinned.lock().await;
+        if let Some(context) = pinned.as_ref()
+            && context.snapshot.as_ref() == Some(&snapshot)
+        {
+            return Ok(context.clone());
+        }
+        let context = Arc::new(open_snapshot(&self.store, Some(snapshot), &self.extra).await?);
+        *pinned = Some(context.clone());
+        Ok(context)
     }
 
     /// The context queries should use now.

@@ -41,10 +41,30 @@ pub enum Rule {
     /// Disclosure control rule 7: nothing in a non-steward's query may fail while running
     /// because of a value (whether it failed would tell about the people it read).
     ErrorFree,
+    /// Researchers run approved studies only: no ad-hoc SQL.
+    ApprovedStudiesOnly,
+    /// Who may do what to a study: authors submit, run and withdraw their own; stewards
+    /// review, revoke and check outputs; a study runs under its author's disclosure control.
+    StudyRoles,
+    /// No one reviews their own study, and no steward approves one twice.
+    IndependentReview,
+    /// The study's state does not allow this (e.g. a run before approval).
+    StudyState,
+    /// A parameter value is missing, unknown, of the wrong type or outside its bounds.
+    StudyParameters,
+    /// The approval's run quota is spent.
+    RunQuota,
+    /// The approval's expiry has passed.
+    ApprovalExpired,
+    /// What was approved no longer matches (the SQL, its parameters or the disclosure
+    /// policy changed): the study must be approved again.
+    ApprovalBinding,
+    /// A held (or withheld) output is for stewards only until it is released.
+    HeldOutput,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 13] = [
+    pub const ALL: [Rule; 22] = [
         Rule::AggregateOnly,
         Rule::SamePerson,
         Rule::ReleasedAggregates,
@@ -58,6 +78,15 @@ impl Rule {
         Rule::TimeLimit,
         Rule::SignInThrottle,
         Rule::ErrorFree,
+        Rule::ApprovedStudiesOnly,
+        Rule::StudyRoles,
+        Rule::IndependentReview,
+        Rule::StudyState,
+        Rule::StudyParameters,
+        Rule::RunQuota,
+        Rule::ApprovalExpired,
+        Rule::ApprovalBinding,
+        Rule::HeldOutput,
     ];
 
     /// The stable identifier recorded in the audit log and sent in `poplar-rule`.
@@ -76,6 +105,15 @@ impl Rule {
             Rule::TimeLimit => "time_limit",
             Rule::SignInThrottle => "sign_in_throttle",
             Rule::ErrorFree => "error_free",
+            Rule::ApprovedStudiesOnly => "approved_studies_only",
+            Rule::StudyRoles => "study_roles",
+            Rule::IndependentReview => "independent_review",
+            Rule::StudyState => "study_state",
+            Rule::StudyParameters => "study_parameters",
+            Rule::RunQuota => "run_quota",
+            Rule::ApprovalExpired => "approval_expired",
+            Rule::ApprovalBinding => "approval_binding",
+            Rule::HeldOutput => "held_output",
         }
     }
 
@@ -100,6 +138,15 @@ impl Rule {
             Rule::TimeLimit => "resource limits (time for one query)",
             Rule::SignInThrottle => "sign-in limits (too many failed attempts)",
             Rule::ErrorFree => "disclosure control, rule 7 (no run-time errors)",
+            Rule::ApprovedStudiesOnly => "studies (researchers run approved studies only, not ad-hoc SQL)",
+            Rule::StudyRoles => "studies (who may do this)",
+            Rule::IndependentReview => "studies (independent review: never one's own, one vote per steward)",
+            Rule::StudyState => "studies (not allowed in the study's state)",
+            Rule::StudyParameters => "studies (parameter values within their approved bounds)",
+            Rule::RunQuota => "studies (run quota spent)",
+            Rule::ApprovalExpired => "studies (approval expired)",
+            Rule::ApprovalBinding => "studies (what was approved no longer matches)",
+            Rule::HeldOutput => "studies (output held for checking)",
         }
     }
 }
@@ -277,7 +324,9 @@ impl From<EngineError> for tonic::Status {
                 let code = match rule {
                     Rule::QueryBudget | Rule::MemoryLimit | Rule::SignInThrottle => tonic::Code::ResourceExhausted,
                     Rule::TimeLimit => tonic::Code::DeadlineExceeded,
-                    Rule::RequestSize => tonic::Code::InvalidArgument,
+                    Rule::RequestSize | Rule::StudyParameters => tonic::Code::InvalidArgument,
+                    Rule::RunQuota => tonic::Code::ResourceExhausted,
+                    Rule::StudyState | Rule::ApprovalExpired | Rule::ApprovalBinding => tonic::Code::FailedPrecondition,
                     Rule::AggregateOnly
                     | Rule::SamePerson
                     | Rule::ReleasedAggregates
@@ -285,7 +334,11 @@ impl From<EngineError> for tonic::Status {
                     | Rule::ExplainAnalyze
                     | Rule::ReadOnlySql
                     | Rule::NoDisclosureControl
-                    | Rule::ErrorFree => tonic::Code::PermissionDenied,
+                    | Rule::ErrorFree
+                    | Rule::ApprovedStudiesOnly
+                    | Rule::StudyRoles
+                    | Rule::IndependentReview
+                    | Rule::HeldOutput => tonic::Code::PermissionDenied,
                 };
                 let mut metadata = tonic::metadata::MetadataMap::new();
                 metadata.insert(RULE_METADATA, tonic::metadata::MetadataValue::from_static(rule.id()));

@@ -15,7 +15,8 @@
 //! - [`session`]: one request's session with its policy installed;
 //! - [`gate`]: the request path (authenticate → policy → plan → budget → execute →
 //!   release → audit) that every transport calls;
-//! - [`flight`]: Arrow Flight SQL over the gate;
+//! - [`flight`]: Arrow Flight SQL over the gate; [`measures`], [`studies`] and
+//!   [`governance`]: Poplar's own services over the gate;
 //! - [`server`]: assembles the above and serves the transports on one port.
 
 mod as_of;
@@ -28,11 +29,13 @@ pub mod disclosure;
 pub mod error;
 pub mod flight;
 pub mod gate;
+pub mod governance;
 pub mod identity;
 pub mod limits;
 pub mod measures;
 pub mod server;
 pub mod session;
+pub mod studies;
 mod sync;
 pub mod udfs;
 

@@ -17,8 +17,12 @@ use crate::catalog::{ExtraTable, SnapshotCatalog, Visibility};
 use crate::disclosure::{Disclosure, Policy};
 use crate::flight::PoplarFlightSql;
 use crate::gate::Gate;
+use crate::governance::{GovernanceServiceServer, PoplarGovernance};
 use crate::limits::Limits;
 use crate::measures::{MeasuresServiceServer, PoplarMeasures, web};
+use crate::studies::service::{PoplarStudies, StudiesServiceServer};
+use crate::studies::table::{STUDIES_TABLE, STUDY_RUNS_TABLE, StudiesTable, Which};
+use crate::studies::{Studies, StudiesConfig};
 
 /// Largest gRPC message accepted: room for the longest SQL `limits` accepts and a prepared
 /// statement's bound parameters, far from what one message could do to memory.
@@ -40,6 +44,8 @@ pub struct ServeOptions {
     pub disclosure: Option<Policy>,
     /// How large, heavy and long a request may be.
     pub limits: Limits,
+    /// How studies are approved and released.
+    pub studies: StudiesConfig,
 }
 
 /// A running server: its bound address and a handle to stop it.
@@ -89,7 +95,15 @@ async fn gate(options: &ServeOptions) -> Result<(Arc<Gate>, Arc<SnapshotCatalog>
         provider: Arc::new(AuditTable::new(options.store.clone())),
         visibility: Visibility::StewardsOnly,
     };
-    let catalog = Arc::new(SnapshotCatalog::open(options.store.clone(), vec![audit_table]).await?);
+    let study_tables =
+        [(STUDIES_TABLE, Which::Studies), (STUDY_RUNS_TABLE, Which::Runs)].map(|(name, which)| ExtraTable {
+            name,
+            provider: Arc::new(StudiesTable::new(options.store.clone(), which)),
+            visibility: Visibility::StewardsOnly,
+        });
+    let mut extra = vec![audit_table];
+    extra.extend(study_tables);
+    let catalog = Arc::new(SnapshotCatalog::open(options.store.clone(), extra).await?);
     let disclosure = options
         .disclosure
         .clone()
@@ -112,6 +126,7 @@ pub async fn start(options: ServeOptions) -> Result<Running, EngineError> {
     let (gate, catalog) = gate(&options).await?;
     let refresher = catalog.spawn_refresher(options.refresh);
     let flight = PoplarFlightSql::new(gate.clone())?;
+    let studies = Arc::new(Studies::open(gate.clone(), &options.store, options.studies).await?);
     let listener = tokio::net::TcpListener::bind(options.addr)
         .await
         .map_err(|e| EngineError::Server(format!("cannot listen on {}: {e}", options.addr)))?;
@@ -134,7 +149,9 @@ pub async fn start(options: ServeOptions) -> Result<Running, EngineError> {
             .map_err(|e| EngineError::Server(format!("TLS: {e}")))?;
     }
     let (shutdown, mut signal) = tokio::sync::watch::channel(false);
-    let router = builder.accept_http1(true).add_routes(routes(gate, flight)?);
+    let router = builder
+        .accept_http1(true)
+        .add_routes(routes(gate, flight, studies, options.store.clone())?);
     let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
         // A closed channel also means stop.
         let _ = signal.wait_for(|stop| *stop).await;
@@ -149,11 +166,16 @@ pub async fn start(options: ServeOptions) -> Result<Running, EngineError> {
     })
 }
 
-/// Every service on the port: Flight SQL; the measures service, also as gRPC-Web for the
+/// Every service on the port: Flight SQL; the measures, studies and governance services, also as gRPC-Web for the
 /// dashboard (browsers speak HTTP/1.1, so the server accepts it); gRPC server reflection
 /// of Poplar's own services;
 /// and, for any other plain HTTP request, the dashboard's files.
-fn routes(gate: Arc<Gate>, flight: PoplarFlightSql) -> Result<tonic::service::Routes, EngineError> {
+fn routes(
+    gate: Arc<Gate>,
+    flight: PoplarFlightSql,
+    studies: Arc<Studies>,
+    store: poplar_loaders::Store,
+) -> Result<tonic::service::Routes, EngineError> {
     // Both versions of reflection: grpcurl and grpcio's clients still ask v1alpha.
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(poplar_proto::FILE_DESCRIPTOR_SET)
@@ -163,12 +185,19 @@ fn routes(gate: Arc<Gate>, flight: PoplarFlightSql) -> Result<tonic::service::Ro
         .register_encoded_file_descriptor_set(poplar_proto::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| EngineError::Server(format!("gRPC reflection: {e}")))?;
-    let measures =
-        MeasuresServiceServer::new(PoplarMeasures::new(gate)).max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES);
+    let measures = MeasuresServiceServer::new(PoplarMeasures::new(gate.clone()))
+        .max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES);
     let routes = tonic::service::Routes::new(
         FlightServiceServer::new(flight).max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES),
     )
     .add_service(tower_layer(measures))
+    .add_service(tower_layer(
+        StudiesServiceServer::new(PoplarStudies::new(studies)).max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES),
+    ))
+    .add_service(tower_layer(GovernanceServiceServer::new(PoplarGovernance::new(
+        gate.clone(),
+        store,
+    ))))
     .add_service(reflection)
     .add_service(reflection_alpha);
     let router = routes.into_axum_router().fallback(web::serve);

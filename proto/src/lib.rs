@@ -2,7 +2,9 @@
 //!
 //! - `poplar.flightsql.v1`: what a Flight SQL statement handle carries;
 //! - `poplar.measures.v1`: the measures service population health teams and the dashboard
-//!   read.
+//!   read;
+//! - `poplar.studies.v1`: approved studies, their runs and held outputs;
+//! - `poplar.governance.v1`: the stewards' console (feeds, opt-outs, audit, users).
 //!
 //! A new service goes in a `.proto` file beside these, is listed in `build.rs`, and gets a
 //! module here; the engine implements the generated server trait (see the README's
@@ -20,6 +22,18 @@ pub mod flightsql {
 pub mod measures {
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/poplar.measures.v1.rs"));
+    }
+}
+
+pub mod studies {
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/poplar.studies.v1.rs"));
+    }
+}
+
+pub mod governance {
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/poplar.governance.v1.rs"));
     }
 }
 
@@ -43,5 +57,7 @@ mod tests {
         let set = prost_types::FileDescriptorSet::decode(super::FILE_DESCRIPTOR_SET).expect("descriptors");
         assert!(set.file.iter().any(|f| f.package() == "poplar.flightsql.v1"));
         assert!(set.file.iter().any(|f| f.package() == "poplar.measures.v1"));
+        assert!(set.file.iter().any(|f| f.package() == "poplar.studies.v1"));
+        assert!(set.file.iter().any(|f| f.package() == "poplar.governance.v1"));
     }
 }

@@ -199,6 +199,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         drain: Duration::from_secs(10),
         disclosure: super::serve::disclosure_policy(Some(&noise_key), None)?,
         limits: poplar_engine::limits::Limits::default(),
+        studies: Default::default(),
     })
     .await?;
     let url = format!("grpc://{}", running.addr);

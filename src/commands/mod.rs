@@ -8,5 +8,6 @@ pub mod measures;
 pub mod optout;
 pub mod serve;
 pub mod sql;
+pub mod studies;
 pub mod synth;
 pub mod users;

@@ -40,6 +40,13 @@ pub struct ServeArgs {
     /// Seconds in-flight queries may run after SIGTERM or Ctrl-C.
     #[arg(long, default_value_t = 30, env = "POPLAR_SERVE_DRAIN_SECS")]
     drain_secs: u64,
+    /// Independent stewards' approvals a study needs before it may run (1 or 2).
+    #[arg(long, default_value_t = 1, env = "POPLAR_STUDY_APPROVALS", value_parser = clap::value_parser!(u32).range(1..=2))]
+    study_approvals: u32,
+    /// Release a study's output without a steward when it passes the engine's checks
+    /// (every column a released aggregate or a key, every count rounded).
+    #[arg(long, env = "POPLAR_STUDY_AUTO_RELEASE")]
+    study_auto_release: bool,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -124,6 +131,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         drain: Duration::from_secs(args.drain_secs),
         disclosure: disclosure_policy(args.noise_key_file.as_deref(), args.disclosure.as_deref())?,
         limits: args.limits.limits(),
+        studies: poplar_engine::studies::StudiesConfig {
+            approvals_required: args.study_approvals,
+            auto_release: args.study_auto_release,
+        },
     })
     .await?;
     println!("poplar: serving Arrow Flight SQL at {scheme}://{}", running.addr);

@@ -46,6 +46,14 @@ impl NoiseKey {
         Ok(Self(secret))
     }
 
+    /// A fingerprint that changes when the key does and reveals nothing of it (an HMAC of
+    /// a fixed label under the key), for the policy's version.
+    pub fn fingerprint(&self) -> String {
+        let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC accepts keys of any length");
+        mac.update(b"poplar policy version");
+        hex::encode(&mac.finalize().into_bytes()[..8])
+    }
+
     /// A standard normal draw determined by the key, the layer and `parts`.
     fn normal(&self, layer: &str, parts: &[&[u8]]) -> f64 {
         let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC accepts keys of any length");

@@ -166,6 +166,36 @@ impl Policy {
         self.noised_roles.contains(&role)
     }
 
+    /// A short, stable name for what the policy does to answers: every setting that
+    /// changes a released value, and a fingerprint of the noise key (so rotating it counts
+    /// too), but not the daily budgets. An approved study binds it: a run under another
+    /// policy would release something the reviewers never judged.
+    pub fn version(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut noised: Vec<&str> = self.noised_roles.iter().map(|r| r.as_str()).collect();
+        noised.sort_unstable();
+        let canonical = format!(
+            "min_people={};suppress_up_to={};round_to={};rounding={:?};small_groups={:?};noise_sd={};noised={};key={}",
+            self.min_people,
+            self.suppress_up_to,
+            self.round_to,
+            self.rounding,
+            self.small_groups,
+            self.noise_sd,
+            noised.join(","),
+            self.noise_key.fingerprint(),
+        );
+        format!("p1-{}", &hex::encode(Sha256::digest(canonical.as_bytes()))[..16])
+    }
+
+    /// Whether `value` is a count the policy's rounding could have released.
+    pub fn is_rounded(&self, value: u64) -> bool {
+        match self.rounding {
+            Rounding::Nearest => value.is_multiple_of(self.round_to),
+            Rounding::Midpoint6 => value == 0 || value % 6 == 3,
+        }
+    }
+
     /// Round a released count or sum per the policy. Zero stays zero.
     pub fn round(&self, value: f64) -> f64 {
         let base = self.round_to as f64;
@@ -231,6 +261,44 @@ mod tests {
             let err = policy().stricter(weaker).expect_err("weaker is refused");
             assert!(err.to_string().contains("stricter, not weaker"), "{err}");
         }
+    }
+
+    #[test]
+    fn the_version_names_what_changes_answers_and_nothing_else() {
+        let base = policy().version();
+        assert_eq!(base, policy().version(), "stable");
+        assert!(base.starts_with("p1-") && base.len() == 19, "{base}");
+        let stricter = policy()
+            .stricter(PolicyFile {
+                min_people: Some(10),
+                ..Default::default()
+            })
+            .expect("stricter");
+        assert_ne!(stricter.version(), base);
+        assert_ne!(
+            Policy::new(vec![8; 32]).expect("key").version(),
+            base,
+            "a new noise key"
+        );
+        let budget = policy()
+            .stricter(PolicyFile {
+                daily_budget: Some(BTreeMap::from([(Role::Researcher, 10)])),
+                ..Default::default()
+            })
+            .expect("budget");
+        assert_eq!(budget.version(), base, "budgets do not change answers");
+        assert!(!base.contains(&hex::encode([7u8; 32])), "the key itself is not in it");
+    }
+
+    #[test]
+    fn rounded_counts_are_recognised() {
+        let p = policy();
+        assert!(p.is_rounded(0) && p.is_rounded(15) && !p.is_rounded(12));
+        let m = Policy {
+            rounding: Rounding::Midpoint6,
+            ..policy()
+        };
+        assert!(m.is_rounded(9) && m.is_rounded(0) && !m.is_rounded(10));
     }
 
     #[test]

@@ -36,8 +36,8 @@ use crate::audit::{AuditLog, AuditRecord, AuditRequest, Outcome};
 use crate::auth::Authenticator;
 use crate::catalog::{SnapshotCatalog, SnapshotContext};
 use crate::disclosure::Disclosure;
-use crate::error::EngineError;
-use crate::identity::Principal;
+use crate::error::{EngineError, Rule};
+use crate::identity::{Principal, Role};
 use crate::limits::{Admission, Limits};
 use crate::session::QuerySession;
 
@@ -84,9 +84,22 @@ impl Gate {
         self.disclosure.as_deref().map(|d| d.policy.as_ref())
     }
 
+    /// The users and their roles.
+    pub fn users(&self) -> Vec<(String, crate::identity::Role)> {
+        self.auth.users()
+    }
+
     /// The snapshot a request starting now will see.
     pub fn snapshot(&self) -> Arc<SnapshotContext> {
         self.catalog.current()
+    }
+
+    /// An earlier snapshot (a study run pinned to what an earlier run read).
+    pub async fn pinned_snapshot(
+        &self,
+        snapshot: poplar_loaders::landing::Snapshot,
+    ) -> Result<Arc<SnapshotContext>, EngineError> {
+        self.catalog.open_at(snapshot).await
     }
 
     /// Who sent `bearer` (a session token or a user's own token). A call without one, or
@@ -165,6 +178,7 @@ impl Gate {
             principal: principal.clone(),
             record: AuditRecord::new(principal, request),
             started: Instant::now(),
+            pinned: None,
         }
     }
 
@@ -190,6 +204,8 @@ pub struct Request<'g> {
     principal: Principal,
     record: AuditRecord,
     started: Instant,
+    /// The snapshot to answer from, if not the one served now (a pinned study run).
+    pinned: Option<Arc<SnapshotContext>>,
 }
 
 /// A statement planned under the caller's policy, ready to run.
@@ -199,6 +215,23 @@ struct Planned {
 }
 
 impl Request<'_> {
+    /// Answer from `snapshot` rather than the one served now: a study run reads exactly
+    /// the tables (and derived registers) its pin names.
+    pub fn on_snapshot(mut self, snapshot: Arc<SnapshotContext>) -> Self {
+        self.pinned = Some(snapshot);
+        self
+    }
+
+    /// End a request that was not a query (a study's transition) as done: audited as
+    /// answered. Nothing is given without its entry.
+    pub async fn done(mut self) -> Result<(), EngineError> {
+        self.record.duration_ms = elapsed_ms(self.started);
+        self.gate.audit.append(self.record).await.map(drop).map_err(|e| {
+            tracing::error!(error = %e, "could not append to the audit log");
+            EngineError::Audit("the audit log could not be written; no answer is given without it".into())
+        })
+    }
+
     /// The schema `sql` will answer with, planned under the caller's policy (so a refused
     /// statement is refused here). Only a refusal or failure is audited: the answer itself
     /// is audited when it runs.
@@ -292,7 +325,16 @@ impl Request<'_> {
 
     /// The caller's session and their statement's logical plan, under their policy.
     async fn logical(&mut self, sql: &str) -> Result<(QuerySession, LogicalPlan), EngineError> {
-        let session = QuerySession::new(&self.gate.snapshot(), &self.principal, self.gate.disclosure.as_deref())?
+        // Researchers query through approved studies only: their SQL arrives as a study's
+        // request (bound to its approval), never as ad-hoc SQL, whatever the transport.
+        if self.principal.role == Role::Researcher && matches!(self.record.request, AuditRequest::Sql { .. }) {
+            return Err(EngineError::refused(
+                Rule::ApprovedStudiesOnly,
+                "researchers query through approved studies: submit one with `poplar studies submit` and run it once approved",
+            ));
+        }
+        let snapshot = self.pinned.clone().unwrap_or_else(|| self.gate.snapshot());
+        let session = QuerySession::new(&snapshot, &self.principal, self.gate.disclosure.as_deref())?
             .with_limits(self.gate.limits.sql)
             .with_memory_limit(self.gate.limits.query.memory_per_query())?;
         let plan = session.plan(sql).await?;

@@ -517,6 +517,7 @@ pub async fn serve_landed(
         drain: std::time::Duration::from_secs(5),
         disclosure: Some(Policy::new(NOISE_KEY.to_vec()).expect("policy")),
         limits,
+        studies: Default::default(),
     })
     .await
     .expect("serve");
