@@ -39,6 +39,9 @@ use crate::identity::Principal;
 use model::{Command, Event, Pin, Recorded, Run, RunState, Study, Submission};
 pub use store::StudyStore;
 
+/// Who an automatic release is recorded as: no person checked the output.
+pub const AUTO_RELEASE: &str = "poplar (auto-release)";
+
 /// How a deployment runs studies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StudiesConfig {
@@ -142,7 +145,7 @@ impl Studies {
     async fn record(
         &self,
         studies: &mut BTreeMap<String, Study>,
-        who: &Principal,
+        by: &str,
         id: &str,
         event: Event,
     ) -> Result<Study, EngineError> {
@@ -151,7 +154,7 @@ impl Studies {
             study_id: id.to_string(),
             seq,
             at: Utc::now(),
-            by: who.user.clone(),
+            by: by.to_string(),
             event,
         };
         self.store.append(&recorded).await?;
@@ -213,7 +216,7 @@ impl Studies {
                 (id, Event::Submitted(submission))
             }
         };
-        let study = match self.record(&mut studies, who, &id, event).await {
+        let study = match self.record(&mut studies, &who.user, &id, event).await {
             Ok(study) => study,
             Err(e) => return Err(self.refuse(who, &id, "submit", e).await),
         };
@@ -246,7 +249,7 @@ impl Studies {
         let mut studies = self.studies.lock().await;
         let decided = visible(&studies, who, id).and_then(|s| s.decide(who, command, Utc::now()));
         let result = match decided {
-            Ok(event) => self.record(&mut studies, who, id, event).await,
+            Ok(event) => self.record(&mut studies, &who.user, id, event).await,
             Err(e) => Err(e),
         };
         drop(studies);
@@ -359,7 +362,7 @@ impl Studies {
                     return Err(EngineError::Server("a run did not start as a run".into()));
                 };
                 let run_id = run_id.clone();
-                let study = self.record(&mut studies, who, id, event).await?;
+                let study = self.record(&mut studies, &who.user, id, event).await?;
                 Ok::<_, EngineError>((study, run_id, context))
             }
             .await;
@@ -400,7 +403,7 @@ impl Studies {
                     run_id: run_id.clone(),
                     reason,
                 };
-                if let Err(record) = self.record(&mut studies, who, id, event).await {
+                if let Err(record) = self.record(&mut studies, &who.user, id, event).await {
                     tracing::error!(error = %record, "could not record a failed run");
                 }
                 return Err(e);
@@ -425,14 +428,14 @@ impl Studies {
             output_sha256: sha,
             summary,
         };
-        let mut study = self.record(&mut studies, who, id, held).await?;
+        let mut study = self.record(&mut studies, &who.user, id, held).await?;
         if let Some(why) = automatic {
             let released = Event::OutputChecked {
                 run_id: run_id.clone(),
                 released: true,
                 comments: format!("released automatically: {why}"),
             };
-            study = self.record(&mut studies, who, id, released).await?;
+            study = self.record(&mut studies, AUTO_RELEASE, id, released).await?;
             drop(studies);
             let extra = BTreeMap::from([("why".to_string(), why)]);
             self.gate

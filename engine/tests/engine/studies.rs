@@ -343,6 +343,11 @@ async fn a_study_from_submission_to_a_released_reproducible_output() {
     );
     assert_eq!(again.state, pb::OutputState::Released as i32);
     assert_eq!(
+        again.checked_by,
+        poplar_engine::studies::AUTO_RELEASE,
+        "no person checked it"
+    );
+    assert_eq!(
         again.summary.clone().expect("summary").same_as_released_run,
         first.run_id
     );
