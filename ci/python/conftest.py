@@ -48,15 +48,15 @@ def landed(tmp_path_factory, poplar_bin):
     return store, json.loads(report.read_text())
 
 
-def start_server(poplar_bin, store, users, *flags):
-    """`poplar serve` on a free local port, with `flags` added. Its log goes to
-    `server.log` beside the users file: a pipe nobody reads fills and stalls the server.
-    Returns (process, scheme, host:port)."""
+def start_server(poplar_bin, store, users, *flags, env=None):
+    """`poplar serve` on a free local port, with `flags` added (and `env` instead of
+    `poplar_env()` if given). Its log goes to `server.log` beside the users file: a pipe
+    nobody reads fills and stalls the server. Returns (process, scheme, host:port)."""
     log = pathlib.Path(users).parent / "server.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [poplar_bin, "serve", "--store", str(store), "--users", str(users), "--addr", "127.0.0.1:0", *flags],
-            stdout=subprocess.PIPE, stderr=out, text=True, env=poplar_env())
+            stdout=subprocess.PIPE, stderr=out, text=True, env=env or poplar_env())
     line = proc.stdout.readline()
     match = re.search(r"(grpc(?:\+tls)?)://(\S+)", line)
     assert match, f"server did not start: {line} {log.read_text()}"
