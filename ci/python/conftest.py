@@ -27,17 +27,25 @@ def poplar_bin():
     return path
 
 
+def synth(poplar_bin, region, patients, gp_practices, acute_trusts, mental_health_trusts, community_providers,
+          social_care):
+    """`poplar synth` of a region of `patients` people and the organisations given."""
+    subprocess.run(
+        [poplar_bin, "synth", "--patients", str(patients), "--out", str(region),
+         "--gp-practices", str(gp_practices), "--acute-trusts", str(acute_trusts),
+         "--mental-health-trusts", str(mental_health_trusts), "--community-providers", str(community_providers),
+         "--social-care", str(social_care), "--pilot-patients", "2000"],
+        check=True, env=poplar_env(), stdout=subprocess.DEVNULL,
+    )
+
+
 @pytest.fixture(scope="session")
 def landed(tmp_path_factory, poplar_bin):
     """(store path, load report) for a 1,500-person region of 30 organisations."""
     root = tmp_path_factory.mktemp("poplar")
     region = root / "region"
-    subprocess.run(
-        [poplar_bin, "synth", "--patients", "1500", "--out", str(region), "--gp-practices", "20",
-         "--acute-trusts", "2", "--mental-health-trusts", "1", "--community-providers", "2",
-         "--social-care", "5", "--pilot-patients", "2000"],
-        check=True, env=poplar_env(), stdout=subprocess.DEVNULL,
-    )
+    synth(poplar_bin, region, 1500, gp_practices=20, acute_trusts=2, mental_health_trusts=1, community_providers=2,
+          social_care=5)
     store = root / "store"
     report = root / "report.json"
     subprocess.run(

@@ -22,11 +22,9 @@ binary from the virtualenv), on free ports, with one data directory across resta
 import json
 import os
 import pathlib
-import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -39,7 +37,8 @@ import adbc_driver_flightsql.dbapi as flight_sql
 import pytest
 from deltalake import DeltaTable
 
-from conftest import poplar_env, start_server
+from conftest import poplar_env, start_server, synth
+from ports import free_port
 from test_flight_sql import add_user
 
 SOAK_SECONDS = float(os.environ.get("POPLAR_SOAK_SECONDS", "90"))
@@ -87,26 +86,6 @@ CLIENTS = [
     ("sam1", "steward"), ("sam2", "steward"),
 ]
 TAG = re.compile(r"-- (soak \w+ r\d+)$")
-
-
-def free_port(taken):
-    """A port on 127.0.0.1 that is free, and whose +10000 (SeaweedFS's gRPC port) is too."""
-    for _ in range(500):
-        port = random.randint(20000, 29999)
-        if port in taken:
-            continue
-        ok = True
-        for q in (port, port + 10000):
-            s = socket.socket()
-            try:
-                s.bind(("127.0.0.1", q))
-            except OSError:
-                ok = False
-            finally:
-                s.close()
-        if ok:
-            return port
-    raise RuntimeError("no free port")
 
 
 class SeaweedFS:
@@ -212,11 +191,8 @@ def delivery_sets(poplar_bin, tmp_path_factory):
     first set, second set)."""
     root = tmp_path_factory.mktemp("soak")
     region = root / "region"
-    subprocess.run(
-        [poplar_bin, "synth", "--patients", "2000", "--out", str(region), "--gp-practices", "16",
-         "--acute-trusts", "2", "--mental-health-trusts", "1", "--community-providers", "1",
-         "--social-care", "2", "--pilot-patients", "2000"],
-        check=True, env=poplar_env(), stdout=subprocess.DEVNULL)
+    synth(poplar_bin, region, 2000, gp_practices=16, acute_trusts=2, mental_health_trusts=1, community_providers=1,
+          social_care=2)
     sets = (root / "first", root / "second")
     for i, source in enumerate(sorted(p for p in (region / "deliveries").iterdir() if p.is_dir())):
         shutil.copytree(source, sets[i % 2] / source.name)
