@@ -3,7 +3,8 @@
 //! team, utility, plan snapshots), every measure's SQL for stewards and commissioners, the
 //! audit log's tamper evidence, the request path over gRPC from a real Flight client, and
 //! the limits on what a request may be and use, and FHIR feeds as real systems send them
-//! landing end to end onto the registers, and a store from an older Poplar taking new rows.
+//! landing end to end onto the registers, a store from an older Poplar taking new rows, and
+//! the SQL fuzz corpus replayed through the policy entry point.
 
 mod audit;
 mod common;
@@ -18,3 +19,4 @@ mod measures_service;
 mod request_path;
 mod schema_evolution;
 mod slt;
+mod sql_corpus;
