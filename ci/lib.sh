@@ -2,6 +2,7 @@
 # virtualenv the tests use, and a SeaweedFS S3 server on 127.0.0.1.
 # shellcheck shell=bash
 
+POPLAR_CI_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 POPLAR_CACHE="${POPLAR_CACHE:-$HOME/.cache/poplar}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$POPLAR_CACHE/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
@@ -47,23 +48,7 @@ ensure_python_env() {
 
 # A TCP port on 127.0.0.1 that is free, and whose +10000 (SeaweedFS's gRPC port) is too.
 free_port() {
-    "$POPLAR_VENV/bin/python" - <<'PY'
-import random, socket
-for _ in range(200):
-    p = random.randint(20000, 29999)
-    ok = True
-    for q in (p, p + 10000):
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", q))
-        except OSError:
-            ok = False
-        finally:
-            s.close()
-    if ok:
-        print(p)
-        break
-PY
+    "$POPLAR_VENV/bin/python" "$POPLAR_CI_DIR/python/ports.py"
 }
 
 SEAWEED_PID=""

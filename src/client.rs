@@ -4,10 +4,12 @@
 
 use anyhow::{Context, bail};
 use arrow::array::RecordBatch;
+use arrow_flight::decode::DecodedPayload;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use futures::TryStreamExt;
 // The engine marks released columns with this key; sharing its constant keeps the two in step.
 use poplar_engine::disclosure::SUPPRESSED_KEY;
+use poplar_engine::flight::ReleaseSummary;
 use std::path::Path;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
@@ -78,24 +80,49 @@ pub fn message(error: &str) -> String {
 /// Runs one statement to the end, every endpoint in turn; errors carry the server's words only,
 /// so a refusal reads as the rule it broke.
 pub async fn run(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> anyhow::Result<Vec<RecordBatch>> {
+    Ok(run_with_summary(client, sql).await?.batches)
+}
+
+/// An answer and what disclosure control did to it.
+pub struct Fetched {
+    pub batches: Vec<RecordBatch>,
+    /// From the answer's last message (absent from servers that do not send it).
+    pub summary: Option<ReleaseSummary>,
+}
+
+/// Run `sql` to completion, keeping the release summary the server sends with the last
+/// message of each answer.
+pub async fn run_with_summary(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> anyhow::Result<Fetched> {
     let info = client
         .execute(sql.to_string(), None)
         .await
         .map_err(|e| anyhow::anyhow!(message(&e.to_string())))?;
     let schema = info.clone().try_decode_schema().ok();
     let mut batches = Vec::new();
+    let mut summary: Option<ReleaseSummary> = None;
     for endpoint in info.endpoint {
         let Some(ticket) = endpoint.ticket else { continue };
-        let stream = client
+        let mut stream = client
             .do_get(ticket)
             .await
-            .map_err(|e| anyhow::anyhow!(message(&e.to_string())))?;
-        batches.extend(
-            stream
-                .try_collect::<Vec<_>>()
-                .await
-                .map_err(|e| anyhow::anyhow!(message(&e.to_string())))?,
-        );
+            .map_err(|e| anyhow::anyhow!(message(&e.to_string())))?
+            .into_inner();
+        while let Some(data) = stream
+            .try_next()
+            .await
+            .map_err(|e| anyhow::anyhow!(message(&e.to_string())))?
+        {
+            if !data.inner.app_metadata.is_empty() {
+                let part: ReleaseSummary = serde_json::from_slice(&data.inner.app_metadata)
+                    .context("the server sent a release summary this client cannot read")?;
+                let total = summary.get_or_insert_default();
+                total.cells_suppressed += part.cells_suppressed;
+                total.groups_withheld += part.groups_withheld;
+            }
+            if let DecodedPayload::RecordBatch(batch) = data.payload {
+                batches.push(batch);
+            }
+        }
     }
     // No rows: keep the columns, so an empty answer still prints its header.
     if batches.is_empty()
@@ -103,7 +130,7 @@ pub async fn run(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> any
     {
         batches.push(RecordBatch::new_empty(std::sync::Arc::new(schema)));
     }
-    Ok(batches)
+    Ok(Fetched { batches, summary })
 }
 
 /// The batches for display: in columns disclosure control released, a suppressed (NULL)

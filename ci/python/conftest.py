@@ -27,17 +27,25 @@ def poplar_bin():
     return path
 
 
+def synth(poplar_bin, region, patients, gp_practices, acute_trusts, mental_health_trusts, community_providers,
+          social_care):
+    """`poplar synth` of a region of `patients` people and the organisations given."""
+    subprocess.run(
+        [poplar_bin, "synth", "--patients", str(patients), "--out", str(region),
+         "--gp-practices", str(gp_practices), "--acute-trusts", str(acute_trusts),
+         "--mental-health-trusts", str(mental_health_trusts), "--community-providers", str(community_providers),
+         "--social-care", str(social_care), "--pilot-patients", "2000"],
+        check=True, env=poplar_env(), stdout=subprocess.DEVNULL,
+    )
+
+
 @pytest.fixture(scope="session")
 def landed(tmp_path_factory, poplar_bin):
     """(store path, load report) for a 1,500-person region of 30 organisations."""
     root = tmp_path_factory.mktemp("poplar")
     region = root / "region"
-    subprocess.run(
-        [poplar_bin, "synth", "--patients", "1500", "--out", str(region), "--gp-practices", "20",
-         "--acute-trusts", "2", "--mental-health-trusts", "1", "--community-providers", "2",
-         "--social-care", "5", "--pilot-patients", "2000"],
-        check=True, env=poplar_env(), stdout=subprocess.DEVNULL,
-    )
+    synth(poplar_bin, region, 1500, gp_practices=20, acute_trusts=2, mental_health_trusts=1, community_providers=2,
+          social_care=5)
     store = root / "store"
     report = root / "report.json"
     subprocess.run(
@@ -48,15 +56,15 @@ def landed(tmp_path_factory, poplar_bin):
     return store, json.loads(report.read_text())
 
 
-def start_server(poplar_bin, store, users, *flags):
-    """`poplar serve` on a free local port, with `flags` added. Its log goes to
-    `server.log` beside the users file: a pipe nobody reads fills and stalls the server.
-    Returns (process, scheme, host:port)."""
+def start_server(poplar_bin, store, users, *flags, env=None):
+    """`poplar serve` on a free local port, with `flags` added (and `env` instead of
+    `poplar_env()` if given). Its log goes to `server.log` beside the users file: a pipe
+    nobody reads fills and stalls the server. Returns (process, scheme, host:port)."""
     log = pathlib.Path(users).parent / "server.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [poplar_bin, "serve", "--store", str(store), "--users", str(users), "--addr", "127.0.0.1:0", *flags],
-            stdout=subprocess.PIPE, stderr=out, text=True, env=poplar_env())
+            stdout=subprocess.PIPE, stderr=out, text=True, env=env or poplar_env())
     line = proc.stdout.readline()
     match = re.search(r"(grpc(?:\+tls)?)://(\S+)", line)
     assert match, f"server did not start: {line} {log.read_text()}"

@@ -10,6 +10,7 @@ import signal
 import subprocess
 
 import adbc_driver_flightsql.dbapi as flight_sql
+import pyarrow.flight as flight
 import duckdb
 import pytest
 from deltalake import DeltaTable
@@ -206,6 +207,73 @@ def test_every_request_is_in_the_audit_log_and_it_verifies(server, poplar_bin):
     assert [e["seq"] for e in log] == list(range(len(log))), "contiguous"
     out = subprocess.run([poplar_bin, "audit", "verify", "--store", str(store)], capture_output=True, text=True, env=poplar_env())
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def protobuf_field(number, payload):
+    """One length-delimited protobuf field (wire type 2)."""
+    def varint(n):
+        out = bytearray()
+        while True:
+            byte, n = n & 0x7F, n >> 7
+            out.append(byte | (0x80 if n else 0))
+            if not n:
+                return bytes(out)
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def statement_command(sql):
+    """A Flight SQL `CommandStatementQuery` packed in `google.protobuf.Any`, as ADBC sends it."""
+    query = protobuf_field(1, sql.encode())
+    type_url = b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery"
+    return protobuf_field(1, type_url) + protobuf_field(2, query)
+
+
+def chunks_with_metadata(uri, user, token, sql):
+    """Every chunk of the answer to `sql`, read with pyarrow's Flight client (ADBC does not
+    expose `app_metadata`): [(record batch or None, app_metadata bytes or None)]."""
+    client = flight.FlightClient(uri)
+    header = client.authenticate_basic_token(user, token)
+    options = flight.FlightCallOptions(headers=[header])
+    info = client.get_flight_info(flight.FlightDescriptor.for_command(statement_command(sql)), options)
+    reader = client.do_get(info.endpoints[0].ticket, options)
+    chunks = []
+    while True:
+        try:
+            chunk = reader.read_chunk()
+        except StopIteration:
+            return chunks
+        metadata = chunk.app_metadata.to_pybytes() if chunk.app_metadata is not None else None
+        chunks.append((chunk.data, metadata))
+
+
+def test_the_last_message_says_how_many_cells_were_suppressed_and_groups_withheld(server):
+    """A commissioner grouping by a fine key (LSOA) gets no small group by its key; the
+    answer's last message says how many were left out and how many cells suppressed, and
+    the audit entry that completes the answer records the same."""
+    uri, tokens, _ = server
+    sql = "SELECT lsoa, sex, count(DISTINCT person_id) AS people FROM patients GROUP BY lsoa, sex"
+    with connect(uri, "sam", tokens["sam"]) as conn:
+        groups = fetch(conn, sql).to_pylist()
+    small = sum(1 for g in groups if g["people"] < 8)
+    assert small > 0, "a 1,500-person region has small LSOA x sex groups"
+
+    chunks = chunks_with_metadata(uri, "cam", tokens["cam"], sql)
+    summaries = [json.loads(m) for _, m in chunks if m]
+    assert len(summaries) == 1 and chunks[-1][1], "one summary, on the last message"
+    summary = summaries[0]
+    assert summary["groups_withheld"] == small, summary
+    assert summary["cells_suppressed"] >= small, "a withheld group's count was suppressed first"
+    released = sum(batch.num_rows for batch, _ in chunks if batch is not None)
+    assert released == len(groups) - small, "exactly the small groups were left out"
+
+    with connect(uri, "sam", tokens["sam"]) as conn:
+        log = fetch(conn, "SELECT outcome, groups_withheld, cells_suppressed, rows FROM audit_log "
+                          f"WHERE \"user\" = 'cam' AND request = '{sql}' AND completes IS NOT NULL").to_pylist()
+    assert log and log[-1] == {"outcome": "answered", "rows": released, **summary}
+
+    # A steward's answer withholds nothing, and says so.
+    chunks = chunks_with_metadata(uri, "sam", tokens["sam"], sql)
+    assert json.loads(chunks[-1][1]) == {"groups_withheld": 0, "cells_suppressed": 0}
 
 
 def audit_entries(store):

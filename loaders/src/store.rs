@@ -10,11 +10,12 @@ use deltalake::logstore::{
     object_store_factories,
 };
 use deltalake::{DeltaResult, DeltaTable, DeltaTableBuilder, DeltaTableError};
-use object_store::ObjectStore;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as ObjectPath;
+use object_store::{BackoffConfig, ObjectStore, RetryConfig};
 use std::str::FromStr;
 use std::sync::{Arc, Once};
+use std::time::Duration;
 use url::Url;
 
 use crate::LoaderError;
@@ -170,7 +171,9 @@ struct S3StoreFactory;
 impl ObjectStoreFactory for S3StoreFactory {
     fn parse_url_opts(&self, url: &Url, config: &StorageConfig) -> DeltaResult<(ObjectStoreRef, ObjectPath)> {
         // AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT, AWS_ALLOW_HTTP…
-        let mut builder = AmazonS3Builder::from_env().with_url(url.as_str());
+        let mut builder = AmazonS3Builder::from_env()
+            .with_url(url.as_str())
+            .with_retry(retry_policy());
         for (key, value) in &config.raw {
             if let Ok(key) = AmazonS3ConfigKey::from_str(&key.to_ascii_lowercase()) {
                 builder = builder.with_config(key, value);
@@ -179,6 +182,24 @@ impl ObjectStoreFactory for S3StoreFactory {
         let store = builder.build()?;
         let path = ObjectPath::from_url_path(url.path())?;
         Ok((Arc::new(store), path))
+    }
+}
+
+/// How long an S3 request keeps trying. object_store's default (10 retries, jittered
+/// backoff from 100 ms growing by at most 2×) gave up after about 2.4 s when the server
+/// refused connections — shorter than an S3 server takes to restart, so a load failed
+/// that a few more seconds would have saved. Poplar's rides out about a minute (each wait
+/// drawn from 0.5 s to 3× the last, at most 15 s) and stops at two minutes whatever
+/// happens; a query's own time limit still cancels it sooner.
+fn retry_policy() -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(15),
+            base: 3.0,
+        },
+        max_retries: 12,
+        retry_timeout: Duration::from_secs(120),
     }
 }
 

@@ -2,12 +2,13 @@
 //! side is `crate::client`, shared with `demo`; this module is about people: statements,
 //! history, output formats and errors on one line.
 
-use crate::client::{for_display, message, run};
+use crate::client::{Fetched, for_display, message, run_with_summary};
 use anyhow::{Context, bail};
 use arrow::array::RecordBatch;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use clap::{Args, ValueEnum};
 use futures::TryStreamExt;
+use poplar_engine::flight::ReleaseSummary;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -121,8 +122,12 @@ pub fn split_statements(script: &str) -> Vec<String> {
 async fn script(client: &mut FlightSqlServiceClient<Channel>, text: &str, format: Format) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     for statement in split_statements(text) {
-        let batches = run(client, &statement).await?;
+        let Fetched { batches, summary } = run_with_summary(client, &statement).await?;
         print(&batches, format, &mut out)?;
+        // On stderr, so a script's output stays the answer alone.
+        if let Some(note) = summary.and_then(withheld_note) {
+            eprintln!("({note})");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -179,13 +184,17 @@ async fn interactive(client: &mut FlightSqlServiceClient<Channel>, args: &SqlArg
         let _ = editor.add_history_entry(buffer.trim());
         for statement in split_statements(&buffer) {
             let started = Instant::now();
-            match run(client, &statement).await {
-                Ok(batches) => {
+            match run_with_summary(client, &statement).await {
+                Ok(Fetched { batches, summary }) => {
                     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
                     if let Err(e) = print(&batches, args.format, &mut std::io::stdout().lock()) {
                         eprintln!("error: {e}");
                     }
-                    println!("({rows} rows, {:.3}s)", started.elapsed().as_secs_f64());
+                    let withheld = summary
+                        .and_then(withheld_note)
+                        .map(|n| format!(", {n}"))
+                        .unwrap_or_default();
+                    println!("({rows} rows{withheld}, {:.3}s)", started.elapsed().as_secs_f64());
                 }
                 Err(e) => eprintln!("error: {e}"),
             }
@@ -223,6 +232,18 @@ async fn list_tables(client: &mut FlightSqlServiceClient<Channel>) {
             Err(e) => eprintln!("error: {e}"),
         },
         Err(e) => eprintln!("error: {}", message(&e.to_string())),
+    }
+}
+
+/// What a user should know that the rows do not show: groups left out of the answer.
+/// (Suppressed cells show as `*` already.)
+fn withheld_note(summary: ReleaseSummary) -> Option<String> {
+    // Why they were left out (a key that is not public, the deployment's policy, a
+    // DISTINCT) is in the answer's schema metadata and docs/disclosure-control.md.
+    match summary.groups_withheld {
+        0 => None,
+        1 => Some("1 group of fewer people than the minimum withheld".into()),
+        n => Some(format!("{n} groups of fewer people than the minimum withheld")),
     }
 }
 

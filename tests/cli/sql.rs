@@ -199,6 +199,34 @@ fn sql_runs_commands_and_scripts_and_shows_refusals_and_suppression_plainly() {
     let (ok, out, stderr) = sql(&addr, "cam", &cam, &["--format", "json", "-c", tiny]);
     assert!(ok, "{stderr}");
     assert_eq!(out.trim(), r#"{"n":null}"#);
+    // Small groups by a fine key (LSOA) are left out, and the CLI says how many (on
+    // stderr, so the CSV stays the answer); the steward's answer has them all.
+    let fine = "SELECT lsoa, count(DISTINCT person_id) AS people FROM patients GROUP BY lsoa";
+    let (ok, out, stderr) = sql(&addr, "sam", &sam, &["--format", "csv", "-c", fine]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.is_empty(), "nothing withheld from a steward: {stderr}");
+    let small = out
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            l.rsplit(',')
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .is_some_and(|n| n < 8)
+        })
+        .count();
+    assert!(
+        small > 1,
+        "a 1,000-person region has LSOAs of fewer than 8 people: {out}"
+    );
+    let (ok, out, stderr) = sql(&addr, "cam", &cam, &["--format", "csv", "-c", fine]);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        format!("({small} groups of fewer people than the minimum withheld)")
+    );
+    assert!(!out.contains('*'), "a withheld group is left out, not marked: {out}");
+
     // An empty answer still has its header.
     let (ok, out, stderr) = sql(
         &addr,

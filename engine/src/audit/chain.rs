@@ -243,10 +243,20 @@ mod tests {
         let entry = seal(&r, 0, GENESIS_HASH, at).expect("seal");
         assert_eq!(
             entry.hash,
-            "5ee00887f7cdfc172195e128cd24fa9f1e430f7365febfbf14d1ab53420eab10"
+            "e6f20ebc21cd4ef9a3420207742a96af51cd28d238e52a6037889d4c463ac9c8"
         );
         let stored = serde_json::to_vec(&entry).expect("encode");
         let (read, recomputed) = parse(&stored).expect("parse");
         assert_eq!((read, recomputed), (entry.clone(), entry.hash));
+    }
+
+    /// An entry written before `groups_withheld` was recorded still reads (as 0) and
+    /// verifies: the hash is recomputed from the stored JSON, not from a re-encoding.
+    #[test]
+    fn an_entry_from_before_groups_withheld_still_verifies() {
+        let stored = r#"{"seq":0,"at":"2026-01-02T03:04:05.678Z","user":"sam","role":"steward","request":{"kind":"sql","text":"SELECT 'é'\n7"},"plan_hash":null,"outcome":{"status":"answered"},"rows":7,"cells_suppressed":0,"duration_ms":0,"prev_hash":"0000000000000000000000000000000000000000000000000000000000000000","hash":"5ee00887f7cdfc172195e128cd24fa9f1e430f7365febfbf14d1ab53420eab10"}"#;
+        let (read, recomputed) = parse(stored.as_bytes()).expect("parse");
+        assert_eq!(read.record.groups_withheld, 0);
+        assert_eq!(recomputed, read.hash);
     }
 }

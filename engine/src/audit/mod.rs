@@ -215,6 +215,10 @@ pub struct AuditRecord {
     pub outcome: Outcome,
     pub rows: u64,
     pub cells_suppressed: u64,
+    /// Small groups left out of the answer (their keys not shown). Absent from entries
+    /// written before it was recorded, which read as 0.
+    #[serde(default)]
+    pub groups_withheld: u64,
     pub duration_ms: u64,
     /// For the entry that ends an answer: the seq of its provisional (`started`) entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -238,6 +242,7 @@ impl AuditRecord {
             outcome: Outcome::Answered,
             rows: 0,
             cells_suppressed: 0,
+            groups_withheld: 0,
             duration_ms: 0,
             completes: None,
         }

@@ -40,6 +40,7 @@ pub fn audit_schema() -> SchemaRef {
         text("detail", true),
         count("rows"),
         count("cells_suppressed"),
+        count("groups_withheld"),
         count("duration_ms"),
         Field::new("completes", DataType::UInt64, true),
         text("hash", false),
@@ -70,6 +71,7 @@ pub fn to_record_batch(entries: &[AuditEntry]) -> Result<RecordBatch, EngineErro
         strings(&|e| e.record.outcome.detail()),
         counts(&|e| e.record.rows),
         counts(&|e| e.record.cells_suppressed),
+        counts(&|e| e.record.groups_withheld),
         counts(&|e| e.record.duration_ms),
         Arc::new(entries.iter().map(|e| e.record.completes).collect::<UInt64Array>()),
         strings(&|e| Some(e.hash.clone())),
@@ -126,6 +128,6 @@ mod tests {
     fn the_table_has_a_row_per_entry() {
         let entry = seal(&record(7), 0, GENESIS_HASH, Utc::now()).expect("seal");
         let batch = to_record_batch(&[entry]).expect("batch");
-        assert_eq!((batch.num_rows(), batch.num_columns()), (1, 15));
+        assert_eq!((batch.num_rows(), batch.num_columns()), (1, 16));
     }
 }

@@ -4,10 +4,12 @@
 //! but the handshake carries a bearer token, checked first.
 //!
 //! [`handle`] is the statement handle and its parameters; [`metadata`] the server and type
-//! information clients read before they query.
+//! information clients read before they query; [`release_metadata`] what disclosure
+//! control did to an answer, sent with its last message.
 
 mod handle;
 mod metadata;
+mod release_metadata;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -39,6 +41,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 pub use handle::StatementHandle;
 use handle::{decode_handle, decode_params, encode_params};
+pub use release_metadata::ReleaseSummary;
 
 use crate::EngineError;
 use crate::audit::AuditRequest;
@@ -208,7 +211,8 @@ impl PoplarFlightSql {
             .with_schema(answer.schema)
             .build(batches)
             .map_err(Status::from);
-        Ok(Response::new(Box::pin(encoded)))
+        let summarised = release_metadata::with_release_summary(encoded, answer.release);
+        Ok(Response::new(Box::pin(summarised)))
     }
 
     /// A statement handle from a ticket or command, refused (and audited) if malformed.

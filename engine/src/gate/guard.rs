@@ -56,6 +56,7 @@ impl AuditGuard {
         record.outcome = outcome;
         record.rows = self.rows;
         record.cells_suppressed = self.stats.cells_suppressed.load(Ordering::Relaxed);
+        record.groups_withheld = self.stats.groups_withheld.load(Ordering::Relaxed);
         record.duration_ms = elapsed_ms(self.started);
         record.completes = Some(self.provisional);
         record

@@ -307,9 +307,15 @@ impl Request<'_> {
     /// same snapshot by the same role, whose released answer is the same (sticky noise,
     /// deterministic suppression). Audited as answered, with what the first answer's
     /// release did; not charged to the budget again, since it tells nothing new.
-    pub async fn answered_again(mut self, rows: u64, cells_suppressed: u64) -> Result<(), EngineError> {
+    pub async fn answered_again(
+        mut self,
+        rows: u64,
+        cells_suppressed: u64,
+        groups_withheld: u64,
+    ) -> Result<(), EngineError> {
         self.record.rows = rows;
         self.record.cells_suppressed = cells_suppressed;
+        self.record.groups_withheld = groups_withheld;
         self.record.duration_ms = elapsed_ms(self.started);
         self.gate.audit.append(self.record).await.map(drop).map_err(|e| {
             tracing::error!(error = %e, "could not append to the audit log");

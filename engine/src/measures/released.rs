@@ -3,6 +3,7 @@
 //! and read back as cells, each with its released counts or why they were withheld.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use arrow::array::{Array, AsArray, RecordBatch};
@@ -68,6 +69,7 @@ struct Kept {
     cells: Arc<Cells>,
     rows: u64,
     cells_suppressed: u64,
+    groups_withheld: u64,
 }
 
 impl Answers {
@@ -124,7 +126,9 @@ pub(super) async fn run(
     let key = (principal.role, sql);
     let again = answers.lock().unwrap_or_else(|p| p.into_inner()).get(snapshot, &key);
     if let Some(kept) = again {
-        pending.answered_again(kept.rows, kept.cells_suppressed).await?;
+        pending
+            .answered_again(kept.rows, kept.cells_suppressed, kept.groups_withheld)
+            .await?;
         return Ok(kept.cells);
     }
     let answer = pending.run(&key.1, Vec::new()).await?;
@@ -139,6 +143,7 @@ pub(super) async fn run(
         cells: cells.clone(),
         rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
         cells_suppressed: suppressed.len() as u64,
+        groups_withheld: release.groups_withheld.load(Ordering::Relaxed),
     };
     answers
         .lock()

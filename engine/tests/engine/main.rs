@@ -4,7 +4,8 @@
 //! audit log's tamper evidence, the request path over gRPC from a real Flight client, and
 //! the limits on what a request may be and use, and FHIR feeds as real systems send them
 //! landing end to end onto the registers, a store from an older Poplar taking new rows,
-//! and approved studies from submission to a released, reproducible output.
+//! approved studies from submission to a released, reproducible output, and the SQL fuzz
+//! corpus replayed through the policy entry point.
 
 mod audit;
 mod common;
@@ -19,4 +20,5 @@ mod measures_service;
 mod request_path;
 mod schema_evolution;
 mod slt;
+mod sql_corpus;
 mod studies;
