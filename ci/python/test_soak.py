@@ -111,6 +111,12 @@ class SeaweedFS:
         return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1",
                 "AWS_ACCESS_KEY_ID": "poplar-test", "AWS_SECRET_ACCESS_KEY": "poplar-test"}
 
+    @staticmethod
+    def server_env():
+        """The environment without AWS_*: `weed` turns AWS_ACCESS_KEY_ID into an identity and
+        then refuses anonymous requests, and ci/test exports it for its own S3 server."""
+        return {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+
     def start(self, timeout=120):
         self.starts += 1
         with open(self.dir / f"weed-{self.starts}.log", "w") as log:
@@ -120,7 +126,7 @@ class SeaweedFS:
                  f"-master.port={p['master']}", f"-volume.port={p['volume']}", f"-filer.port={p['filer']}",
                  "-s3", f"-s3.port={p['s3']}", "-s3.port.iceberg=0", "-s3.port.lance=0",
                  "-master.volumeSizeLimitMB=64"],
-                stdout=log, stderr=subprocess.STDOUT)
+                stdout=log, stderr=subprocess.STDOUT, env=self.server_env())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
