@@ -8,7 +8,12 @@ approved by a steward (never its author), run with a parameter inside its bounds
 checked and released, fetched as CSV and Arrow. Each refusal names its rule and is in the
 audit log. After a later load and an opt-out, a new run honours the opt-out and the first
 run reproduced as of its snapshot is byte-identical; a restart keeps every study and run;
-feed status flags the late practice."""
+feed status flags the late practice.
+
+A deployment that asks for two approvals and two output checkers: a study returned with
+comments and resubmitted, approved by two different stewards, its output released only
+after two stewards (neither the researcher) release it, each refusal named and audited;
+and a steward applying an opt-out list from the console, answered with counts only."""
 
 import hashlib
 import importlib
@@ -97,6 +102,13 @@ def region(poplar_bin, tmp_path_factory):
 def load(poplar_bin, registry, deliveries, store):
     subprocess.run([poplar_bin, "load", "--registry", str(registry), "--input", str(deliveries), "--store", str(store)],
                    check=True, env=poplar_env(), stdout=subprocess.DEVNULL)
+
+
+def valid_nhs_number(text):
+    """NHS England's modulus 11 check (a synthetic region plants some that fail it)."""
+    total = sum(int(d) * (10 - i) for i, d in enumerate(text[:9]))
+    check = 11 - total % 11
+    return check != 10 and (0 if check == 11 else check) == int(text[9])
 
 
 def auth(token):
@@ -237,6 +249,10 @@ def test_a_study_from_submission_to_a_reproducible_released_output(region, popla
         refused("steward_only_data", governance.FeedStatus, g.FeedStatusRequest(), metadata=auth(rae))
         names = {u.name: u.role for u in governance.ListUsers(g.ListUsersRequest(), metadata=auth(sam)).users}
         assert names == {"sam": "steward", "rae": "researcher"}
+        # This server was not given the loaders' key: it cannot apply an opt-out list.
+        with pytest.raises(grpc.RpcError) as no_key:
+            governance.ApplyOptOut(g.ApplyOptOutRequest(nhs_numbers="9434765919\n"), metadata=auth(sam))
+        assert no_key.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "optout-key-file" in no_key.value.details()
 
         # Every refusal above is audited under its rule; the chain verifies.
         for rule in ["approved_studies_only", "study_state", "independent_review", "study_parameters",
@@ -253,3 +269,129 @@ def test_a_study_from_submission_to_a_reproducible_released_output(region, popla
             assert cur.fetchall() == [(2,)]
     finally:
         server.stop()
+
+
+def test_resubmission_two_approvals_two_checkers_and_an_opt_out_from_the_console(region, poplar_bin, pb, tmp_path):
+    root, registry, deliveries, region_store = region
+    store = tmp_path / "store"  # a copy: this deployment's studies are its own
+    shutil.copytree(region_store, store)
+    users = tmp_path / "users.toml"
+    sam = add_user(poplar_bin, users, "sam", "steward")
+    sue = add_user(poplar_bin, users, "sue", "steward")
+    rae = add_user(poplar_bin, users, "rae", "researcher")
+    key_file = tmp_path / "pseudonym.key"
+    key_file.write_text(poplar_env()["POPLAR_PSEUDONYM_KEY"] + "\n")
+    proc, _, addr = start_server(poplar_bin, store, users, "--refresh-secs", "1", "--study-approvals", "2",
+                                 "--output-checks", "2", "--optout-key-file", str(key_file))
+    channel = grpc.insecure_channel(addr)
+    s, g = pb["studies"], pb["governance"]
+    studies = pb["studies_grpc"].StudiesServiceStub(channel)
+    governance = pb["governance_grpc"].GovernanceServiceStub(channel)
+    in_a_week = (datetime.now(timezone.utc) + timedelta(days=7)).isoformat()
+
+    def review(token, study_id, decision, **terms):
+        return studies.Review(s.ReviewRequest(study_id=study_id, decision=decision, **terms), metadata=auth(token))
+
+    def check(token, run_id, decision):
+        return studies.CheckOutput(s.CheckOutputRequest(run_id=run_id, decision=decision, comments="checked"),
+                                   metadata=auth(token))
+
+    try:
+        param = s.Parameter(name="since", type=s.PARAMETER_TYPE_DATE, min="1990-01-01", max="2030-12-31")
+        first_sql = ("SELECT practice, count(*) AS people FROM register_diabetes "
+                     "WHERE latest_code_date >= $1 GROUP BY practice")
+        submitted = studies.Submit(s.SubmitRequest(
+            title="Diabetes register by practice", purpose="Plan reviews", outputs="practice, people",
+            sql=first_sql, parameters=[param]), metadata=auth(rae))
+        study_id = submitted.study_id
+        assert submitted.approvals_required == 2
+
+        # Returned with comments: it cannot run; only its author resubmits, and only then.
+        with pytest.raises(grpc.RpcError) as no_comments:
+            review(sam, study_id, s.DECISION_RETURN)
+        assert no_comments.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        returned = review(sam, study_id, s.DECISION_RETURN, comments="Group by PCN: practices are too small")
+        assert returned.state == s.STUDY_STATE_RETURNED
+        assert returned.history[-1].action == "return" and "PCN" in returned.history[-1].comments
+        refused("study_state", studies.Run, s.RunRequest(study_id=study_id, parameters={"since": "2000-01-01"}),
+                metadata=auth(rae))
+        revised_sql = STUDY.split('"""')[1]
+        revised = s.SubmitRequest(study_id=study_id, title="Diabetes register by PCN", purpose="Plan reviews",
+                                  outputs="PCN, people", sql=revised_sql, parameters=[param])
+        refused("study_roles", studies.Submit, revised, metadata=auth(sam))
+        resubmitted = studies.Submit(revised, metadata=auth(rae))
+        assert resubmitted.study_id == study_id and resubmitted.state == s.STUDY_STATE_SUBMITTED
+        assert resubmitted.sql_sha256 == hashlib.sha256(revised_sql.encode()).hexdigest() != submitted.sql_sha256
+        assert not resubmitted.approvals
+
+        # Two approvals, from two different stewards; the stricter terms bind.
+        one = review(sam, study_id, s.DECISION_APPROVE, run_quota=4, expires_at=in_a_week)
+        assert one.state == s.STUDY_STATE_SUBMITTED and len(one.approvals) == 1
+        refused("independent_review", review, sam, study_id, s.DECISION_APPROVE, run_quota=4, expires_at=in_a_week)
+        refused("study_state", studies.Run, s.RunRequest(study_id=study_id, parameters={"since": "2000-01-01"}),
+                metadata=auth(rae))
+        two = review(sue, study_id, s.DECISION_APPROVE, run_quota=2, expires_at=in_a_week)
+        assert two.state == s.STUDY_STATE_APPROVED and two.bound.run_quota == 2
+        assert two.bound.sql_sha256 == resubmitted.sql_sha256
+
+        # The output needs two checkers, neither the researcher; one release is not enough.
+        run = studies.Run(s.RunRequest(study_id=study_id, parameters={"since": "2000-01-01"}), metadata=auth(rae))
+        assert run.state == s.OUTPUT_STATE_HELD and run.checks_required == 2
+        refused("study_roles", check, rae, run.run_id, s.OUTPUT_DECISION_RELEASE)
+        half = check(sam, run.run_id, s.OUTPUT_DECISION_RELEASE)
+        assert half.state == s.OUTPUT_STATE_HELD and [c.by for c in half.checks] == ["sam"]
+        refused("held_output", studies.Fetch, s.FetchRequest(run_id=run.run_id, format=s.FORMAT_CSV),
+                metadata=auth(rae))
+        refused("independent_review", check, sam, run.run_id, s.OUTPUT_DECISION_RELEASE)
+        released = check(sue, run.run_id, s.OUTPUT_DECISION_RELEASE)
+        assert released.state == s.OUTPUT_STATE_RELEASED and released.checked_by == "sam,sue"
+        assert [c.decision for c in released.checks] == [s.OUTPUT_DECISION_RELEASE] * 2
+        csv = studies.Fetch(s.FetchRequest(run_id=run.run_id, format=s.FORMAT_CSV), metadata=auth(rae)).data
+        assert csv.decode().splitlines()[0] == "pcn,people"
+
+        # A second run: one steward's withhold withholds it, whatever the other decided.
+        second = studies.Run(s.RunRequest(study_id=study_id, parameters={"since": "2010-01-01"}), metadata=auth(rae))
+        check(sue, second.run_id, s.OUTPUT_DECISION_RELEASE)
+        withheld = check(sam, second.run_id, s.OUTPUT_DECISION_WITHHOLD)
+        assert withheld.state == s.OUTPUT_STATE_WITHHELD
+        refused("held_output", studies.Fetch, s.FetchRequest(run_id=second.run_id, format=s.FORMAT_CSV),
+                metadata=auth(rae))
+
+        # Each refusal is audited under its rule, naming the study or run.
+        found = governance.SearchAudit(g.SearchAuditRequest(rule="independent_review"), metadata=auth(sam)).entries
+        mine = [e for e in found if e.request.startswith(study_id)]  # the copied store's log has others
+        assert {e.user for e in mine} == {"sam"} and len(mine) == 2, mine
+        assert any(e.request.startswith(f"{study_id} ") for e in mine), "the second approval, under the study"
+        assert any(e.request.startswith(f"{run.run_id} ") for e in mine), "the second check, under the run"
+        actions = [e.request for e in governance.SearchAudit(
+            g.SearchAuditRequest(kind="study", outcome="answered", contains=run.run_id), metadata=auth(sam)).entries]
+        assert sum('"action":"release"' in a for a in actions) == 2, actions
+
+        # An opt-out list applied from the console: counts back, never the numbers.
+        patients = next((deliveries / "X90001").iterdir()) / "Patient.ndjson"
+        found_numbers = re.findall(r'"value":\s*"(\d{10})"', patients.read_text())
+        nhs = [n for n in dict.fromkeys(found_numbers) if valid_nhs_number(n)][40:45]
+        assert len(nhs) == 5
+        before = governance.OptOuts(g.OptOutsRequest(), metadata=auth(sam))
+        listed = "nhs_number\n" + "\n".join(nhs) + "\nnot-a-number\n"
+        refused("steward_only_data", governance.ApplyOptOut, g.ApplyOptOutRequest(nhs_numbers=listed),
+                metadata=auth(rae))
+        applied = governance.ApplyOptOut(g.ApplyOptOutRequest(nhs_numbers=listed), metadata=auth(sam))
+        assert (applied.newly_opted_out, applied.already_recorded, applied.invalid_entries) == (5, 0, 1)
+        assert applied.snapshot > 0 and sum(r.rows for r in applied.rows_removed) > 0
+        after = governance.OptOuts(g.OptOutsRequest(), metadata=auth(sam))
+        assert after.people == before.people + 5
+        assert [a.snapshot for a in after.applications][-1] == applied.snapshot
+        again = governance.ApplyOptOut(g.ApplyOptOutRequest(nhs_numbers=listed), metadata=auth(sam))
+        assert (again.newly_opted_out, again.already_recorded) == (0, 5)
+        for number in nhs:
+            assert not governance.SearchAudit(g.SearchAuditRequest(contains=number), metadata=auth(sam)).entries
+        assert governance.SearchAudit(g.SearchAuditRequest(contains="Governance/ApplyOptOut"),
+                                      metadata=auth(sam)).entries
+        assert governance.VerifyAudit(g.VerifyAuditRequest(), metadata=auth(sam)).ok
+    finally:
+        channel.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    log = (tmp_path / "server.log").read_text()
+    assert not any(number in log for number in nhs), "no NHS number in the server's log"

@@ -46,6 +46,9 @@ pub struct ServeOptions {
     pub limits: Limits,
     /// How studies are approved and released.
     pub studies: StudiesConfig,
+    /// The loaders' pseudonymisation key, if this deployment lets stewards apply opt-out
+    /// lists from the console; None: the server never holds it.
+    pub optout_key: Option<Arc<poplar_loaders::Pseudonymiser>>,
 }
 
 /// A running server: its bound address and a handle to stop it.
@@ -149,9 +152,13 @@ pub async fn start(options: ServeOptions) -> Result<Running, EngineError> {
             .map_err(|e| EngineError::Server(format!("TLS: {e}")))?;
     }
     let (shutdown, mut signal) = tokio::sync::watch::channel(false);
-    let router = builder
-        .accept_http1(true)
-        .add_routes(routes(gate, flight, studies, options.store.clone())?);
+    let router = builder.accept_http1(true).add_routes(routes(
+        gate,
+        flight,
+        studies,
+        options.store.clone(),
+        options.optout_key.clone(),
+    )?);
     let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
         // A closed channel also means stop.
         let _ = signal.wait_for(|stop| *stop).await;
@@ -175,6 +182,7 @@ fn routes(
     flight: PoplarFlightSql,
     studies: Arc<Studies>,
     store: poplar_loaders::Store,
+    optout_key: Option<Arc<poplar_loaders::Pseudonymiser>>,
 ) -> Result<tonic::service::Routes, EngineError> {
     // Both versions of reflection: grpcurl and grpcio's clients still ask v1alpha.
     let reflection = tonic_reflection::server::Builder::configure()
@@ -194,10 +202,10 @@ fn routes(
     .add_service(tower_layer(
         StudiesServiceServer::new(PoplarStudies::new(studies)).max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES),
     ))
-    .add_service(tower_layer(GovernanceServiceServer::new(PoplarGovernance::new(
-        gate.clone(),
-        store,
-    ))))
+    .add_service(tower_layer(
+        GovernanceServiceServer::new(PoplarGovernance::new(gate.clone(), store, optout_key))
+            .max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES),
+    ))
     .add_service(reflection)
     .add_service(reflection_alpha);
     let router = routes.into_axum_router().fallback(web::serve);

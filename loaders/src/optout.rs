@@ -30,6 +30,12 @@ pub struct OptOutList {
 impl OptOutList {
     pub fn read(path: &Path, pseudonymiser: &Pseudonymiser) -> Result<Self, LoaderError> {
         let text = std::fs::read_to_string(path).map_err(|e| LoaderError::io(path, e))?;
+        Ok(Self::parse(&text, pseudonymiser))
+    }
+
+    /// A list from the text of one (NHS numbers one a line; a header `nhs_number` line,
+    /// blank lines and anything after a comma are ignored). Only pseudonyms are kept.
+    pub fn parse(text: &str, pseudonymiser: &Pseudonymiser) -> Self {
         let mut list = OptOutList::default();
         for (i, line) in text.lines().enumerate() {
             let entry = line.split(',').next().unwrap_or_default().trim();
@@ -44,7 +50,7 @@ impl OptOutList {
                 Err(_) => list.invalid_lines.push(i + 1),
             }
         }
-        Ok(list)
+        list
     }
 }
 

@@ -200,6 +200,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         disclosure: super::serve::disclosure_policy(Some(&noise_key), None)?,
         limits: poplar_engine::limits::Limits::default(),
         studies: Default::default(),
+        optout_key: None,
     })
     .await?;
     let url = format!("grpc://{}", running.addr);

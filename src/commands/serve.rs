@@ -47,6 +47,15 @@ pub struct ServeArgs {
     /// (every column a released aggregate or a key, every count rounded).
     #[arg(long, env = "POPLAR_STUDY_AUTO_RELEASE")]
     study_auto_release: bool,
+    /// Independent stewards' release decisions a held study output needs (1 or 2), never
+    /// the run's researcher.
+    #[arg(long, default_value_t = 1, env = "POPLAR_OUTPUT_CHECKS", value_parser = clap::value_parser!(u32).range(1..=2))]
+    output_checks: u32,
+    /// The loaders' pseudonymisation key, so stewards can apply an opt-out list from the
+    /// console (`poplar.governance.v1` ApplyOptOut). Without it the server never holds the
+    /// key and opt-outs are applied with `poplar optout apply`.
+    #[arg(long, env = "POPLAR_OPTOUT_KEY_FILE")]
+    optout_key_file: Option<PathBuf>,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -134,6 +143,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         studies: poplar_engine::studies::StudiesConfig {
             approvals_required: args.study_approvals,
             auto_release: args.study_auto_release,
+            output_checks_required: args.output_checks,
+        },
+        optout_key: match &args.optout_key_file {
+            Some(path) => Some(std::sync::Arc::new(poplar_loaders::Pseudonymiser::from_file_or_env(
+                Some(path),
+            )?)),
+            None => None,
         },
     })
     .await?;

@@ -333,6 +333,18 @@ fn print_run(run: &pb::StudyRun) {
     }
     if !run.checked_by.is_empty() {
         println!("    checked by {}: {}", run.checked_by, run.check_comments);
+    } else if run.state == pb::OutputState::Held as i32 && run.checks_required > 1 {
+        let by: Vec<&str> = run.checks.iter().map(|c| c.by.as_str()).collect();
+        println!(
+            "    checks {}/{}{}",
+            run.checks.len(),
+            run.checks_required,
+            if by.is_empty() {
+                String::new()
+            } else {
+                format!(" (released by {})", by.join(", "))
+            }
+        );
     }
 }
 

@@ -1,5 +1,6 @@
 //! `poplar.governance.v1`: the stewards' console over gRPC — feed status per source,
-//! opt-outs applied, audit search and verification, and the users. Stewards only: anyone
+//! opt-outs applied (and applying one, where the deployment gives the server the loaders'
+//! key), audit search and verification, and the users. Stewards only: anyone
 //! else is refused under the steward-only-data rule. Every call is audited through the
 //! gate. (The review queue and output checking are the studies service's.)
 
@@ -8,7 +9,8 @@ pub mod feeds;
 use std::sync::Arc;
 
 use chrono::{NaiveDate, SecondsFormat, Utc};
-use poplar_loaders::{Store, Table};
+use poplar_loaders::optout::OptOutList;
+use poplar_loaders::{Pseudonymiser, Store, Table};
 use poplar_proto::governance::v1 as pb;
 use poplar_proto::governance::v1::governance_service_server::GovernanceService;
 use tonic::{Request, Response, Status};
@@ -30,11 +32,20 @@ const DEFAULT_AUDIT_RESULTS: u32 = 100;
 pub struct PoplarGovernance {
     gate: Arc<Gate>,
     store: Store,
+    /// The loaders' key, where the deployment lets stewards apply opt-outs from here.
+    optout_key: Option<Arc<Pseudonymiser>>,
+    /// One opt-out application at a time from this server.
+    applying: tokio::sync::Mutex<()>,
 }
 
 impl PoplarGovernance {
-    pub fn new(gate: Arc<Gate>, store: Store) -> Self {
-        Self { gate, store }
+    pub fn new(gate: Arc<Gate>, store: Store, optout_key: Option<Arc<Pseudonymiser>>) -> Self {
+        Self {
+            gate,
+            store,
+            optout_key,
+            applying: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// The caller, if a steward; anyone else's call is refused and audited.
@@ -208,6 +219,60 @@ impl GovernanceService for PoplarGovernance {
             })
             .await
             .map_err(Status::from)?;
+        Ok(Response::new(answer))
+    }
+
+    async fn apply_opt_out(
+        &self,
+        request: Request<pb::ApplyOptOutRequest>,
+    ) -> Result<Response<pb::ApplyOptOutResponse>, Status> {
+        let rpc = "Governance/ApplyOptOut";
+        let who = self.steward(&request, rpc).await?;
+        let text = request.into_inner().nhs_numbers;
+        let store = self.store.clone();
+        let key = self.optout_key.clone();
+        let _one_at_a_time = self.applying.lock().await;
+        let answer = self
+            .gate
+            .metadata(&who, rpc, |_| async move {
+                let key = key.ok_or_else(|| {
+                    EngineError::InvalidRequest(
+                        "this server does not hold the pseudonymisation key: apply the list with \
+                         `poplar optout apply`, or start the server with --optout-key-file"
+                            .into(),
+                    )
+                })?;
+                // The loaders' own path: pseudonymise, remove landed rows, record the
+                // pseudonyms, one snapshot; then the registers derived again, as `poplar
+                // optout apply` does. The NHS numbers go no further than `parse`.
+                let list = OptOutList::parse(&text, &key);
+                drop(text);
+                let run_id = format!("optout-{}", Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
+                let report = poplar_loaders::optout::apply(&store, &list, &run_id).await?;
+                crate::catalog::derive_registers(&store).await?;
+                let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+                Ok(pb::ApplyOptOutResponse {
+                    newly_opted_out: count(report.newly_opted_out),
+                    already_recorded: count(report.already_recorded),
+                    invalid_entries: count(report.invalid_entries),
+                    rows_removed: report
+                        .rows_removed
+                        .into_iter()
+                        .map(|(table, rows)| pb::RowsRemoved {
+                            table: table.to_string(),
+                            rows,
+                        })
+                        .collect(),
+                    snapshot: report.snapshot.unwrap_or(0),
+                })
+            })
+            .await
+            .map_err(Status::from)?;
+        tracing::info!(
+            newly_opted_out = answer.newly_opted_out,
+            snapshot = answer.snapshot,
+            "opt-out applied from the console"
+        );
         Ok(Response::new(answer))
     }
 

@@ -50,6 +50,9 @@ pub struct StudiesConfig {
     /// Release an output without a steward when it passes the engine's checks (every
     /// column a released aggregate or a key, every count rounded). Off by default.
     pub auto_release: bool,
+    /// Independent stewards' release decisions a held output needs (1 or 2), none of them
+    /// the run's researcher; one withhold withholds it.
+    pub output_checks_required: u32,
 }
 
 impl Default for StudiesConfig {
@@ -57,6 +60,7 @@ impl Default for StudiesConfig {
         Self {
             approvals_required: 1,
             auto_release: false,
+            output_checks_required: 1,
         }
     }
 }
@@ -427,6 +431,7 @@ impl Studies {
             run_id: run_id.clone(),
             output_sha256: sha,
             summary,
+            checks_required: self.config.output_checks_required.max(1),
         };
         let mut study = self.record(&mut studies, &who.user, id, held).await?;
         if let Some(why) = automatic {
@@ -513,6 +518,34 @@ impl Studies {
     pub async fn optout_snapshots(&self) -> Result<Vec<i64>, EngineError> {
         optout_snapshots(&self.loaded).await
     }
+}
+
+/// Which runs keep their snapshot from any clean-up: those whose output may still be
+/// released or re-read (running, held, released). A failed or withheld run has nothing to
+/// reproduce.
+fn pins_kept(state: RunState) -> bool {
+    match state {
+        RunState::Running | RunState::Held | RunState::Released => true,
+        RunState::Failed | RunState::Withheld => false,
+    }
+}
+
+/// The Delta versions, per table, that runs pin and a clean-up of old versions (a vacuum,
+/// a log or checkpoint expiry) must keep readable, so a run re-read as of its snapshot gives
+/// the same bytes. Poplar has no such clean-up yet; whatever comes must ask this first.
+/// Read afresh from the studies' events in `store`, so it holds without a server running.
+pub async fn pinned_versions(
+    store: &poplar_loaders::Store,
+) -> Result<BTreeMap<String, std::collections::BTreeSet<u64>>, EngineError> {
+    let mut pinned: BTreeMap<String, std::collections::BTreeSet<u64>> = BTreeMap::new();
+    for study in StudyStore::new(store)?.load_all().await? {
+        for run in study.runs.iter().filter(|r| pins_kept(r.state)) {
+            for (table, version) in &run.pin.table_versions {
+                pinned.entry(table.clone()).or_default().insert(*version);
+            }
+        }
+    }
+    Ok(pinned)
 }
 
 /// The snapshots committed by opt-out applications.

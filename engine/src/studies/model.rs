@@ -107,6 +107,10 @@ pub enum Event {
         run_id: String,
         output_sha256: String,
         summary: Summary,
+        /// Independent stewards' releases the output needs (the deployment's setting when
+        /// it was held; events written before the setting existed needed one).
+        #[serde(default = "one")]
+        checks_required: u32,
     },
     RunFailed {
         run_id: String,
@@ -151,6 +155,10 @@ impl Event {
             Event::Submitted(_) => String::new(),
         }
     }
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// An event as stored: its place in the study's sequence, when, and by whom.
@@ -232,6 +240,18 @@ pub struct Run {
     pub summary: Option<Summary>,
     pub checked_by: Option<String>,
     pub check_comments: String,
+    /// Every checker's decision, in order.
+    pub checks: Vec<OutputCheck>,
+    pub checks_required: u32,
+}
+
+/// One steward's output-check decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputCheck {
+    pub by: String,
+    pub at: DateTime<Utc>,
+    pub released: bool,
+    pub comments: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -387,16 +407,20 @@ impl Study {
                 summary: None,
                 checked_by: None,
                 check_comments: String::new(),
+                checks: Vec::new(),
+                checks_required: 1,
             }),
             Event::RunHeld {
                 run_id,
                 output_sha256,
                 summary,
+                checks_required,
             } => {
                 if let Some(run) = self.run_mut(run_id) {
                     run.state = RunState::Held;
                     run.output_sha256 = Some(output_sha256.clone());
                     run.summary = Some(summary.clone());
+                    run.checks_required = (*checks_required).max(1);
                 }
             }
             Event::RunFailed { run_id, .. } => {
@@ -409,15 +433,31 @@ impl Study {
                 released,
                 comments,
             } => {
-                let by = recorded.by.clone();
                 if let Some(run) = self.run_mut(run_id) {
-                    run.state = if *released {
-                        RunState::Released
+                    run.checks.push(OutputCheck {
+                        by: recorded.by.clone(),
+                        at: recorded.at,
+                        released: *released,
+                        comments: comments.clone(),
+                    });
+                    // One withhold withholds; a release needs as many releases as the run
+                    // requires (an automatic release, given only to what discloses nothing
+                    // new or passes the engine's checks where the deployment allows, is whole).
+                    let releases = run.checks.iter().filter(|c| c.released).count() as u32;
+                    let automatic = recorded.by == super::AUTO_RELEASE;
+                    let decided = if !*released {
+                        Some(RunState::Withheld)
+                    } else if automatic || releases >= run.checks_required {
+                        Some(RunState::Released)
                     } else {
-                        RunState::Withheld
+                        None
                     };
-                    run.checked_by = Some(by);
-                    run.check_comments = comments.clone();
+                    if let Some(state) = decided {
+                        run.state = state;
+                        let checkers: Vec<&str> = run.checks.iter().map(|c| c.by.as_str()).collect();
+                        run.checked_by = Some(checkers.join(","));
+                        run.check_comments = comments.clone();
+                    }
                 }
             }
         }
@@ -596,6 +636,12 @@ impl Study {
                     return Err(refused(
                         Rule::StudyState,
                         format!("an output that is {} cannot be checked", run.state.as_str()),
+                    ));
+                }
+                if run.checks.iter().any(|c| c.by == who.user) {
+                    return Err(refused(
+                        Rule::IndependentReview,
+                        "each output check must come from a different steward",
                     ));
                 }
                 Ok(Event::OutputChecked {
@@ -779,17 +825,7 @@ mod tests {
         log.act(&researcher(), run("F00001"), now).expect("run");
         let run_id = log.study.runs[0].id.clone();
         assert_eq!(log.study.runs[0].state, RunState::Running);
-        log.study.apply(&Recorded {
-            study_id: "s1".into(),
-            seq: 99,
-            at: now,
-            by: "rae".into(),
-            event: Event::RunHeld {
-                run_id: run_id.clone(),
-                output_sha256: "ab".into(),
-                summary: Summary::default(),
-            },
-        });
+        hold(&mut log, &run_id, 1, now);
         let held = log.study.run(&run_id).expect("run").clone();
         assert_eq!(
             log.study.may_fetch(&researcher(), &held).expect_err("held").rule(),
@@ -831,6 +867,88 @@ mod tests {
         assert_eq!(bound.run_quota, 3);
         assert_eq!(bound.expires_at, log.study.approvals[0].terms.expires_at);
         assert_eq!(bound.sql_sha256, sql_sha256(&log.study.submission.sql));
+    }
+
+    /// The run's output held (as the server records it when the query ends), needing
+    /// `checks` releases.
+    fn hold(log: &mut Log, run_id: &str, checks: u32, now: DateTime<Utc>) {
+        log.study.apply(&Recorded {
+            study_id: "s1".into(),
+            seq: 99,
+            at: now,
+            by: "rae".into(),
+            event: Event::RunHeld {
+                run_id: run_id.to_string(),
+                output_sha256: "ab".into(),
+                summary: Summary::default(),
+                checks_required: checks,
+            },
+        });
+    }
+
+    /// A new run of `log`'s study, held and needing `checks` releases.
+    fn held_run(log: &mut Log, checks: u32, now: DateTime<Utc>) -> String {
+        log.act(&researcher(), run("F00001"), now).expect("run");
+        let run_id = log.study.runs.last().expect("run").id.clone();
+        hold(log, &run_id, checks, now);
+        run_id
+    }
+
+    #[test]
+    fn two_checkers_release_an_output_and_one_withhold_withholds_it() {
+        let now = Utc::now();
+        let mut log = Log::new(1);
+        log.act(&steward("sam"), approve(3, 30), now).expect("approve");
+        let check = |run_id: &str, release| Command::CheckOutput {
+            run_id: run_id.to_string(),
+            release,
+            comments: "checked".into(),
+        };
+        let first = held_run(&mut log, 2, now);
+        log.act(&steward("sam"), check(&first, true), now).expect("first check");
+        let run = log.study.run(&first).expect("run").clone();
+        assert_eq!(run.state, RunState::Held, "one of two checks releases nothing");
+        assert!(log.study.may_fetch(&researcher(), &run).is_err());
+        assert_eq!(
+            rule(log.act(&steward("sam"), check(&first, true), now)),
+            Some(Rule::IndependentReview),
+            "the same steward twice"
+        );
+        log.act(&steward("sue"), check(&first, true), now)
+            .expect("second check");
+        let run = log.study.run(&first).expect("run").clone();
+        assert_eq!(run.state, RunState::Released);
+        assert_eq!(run.checked_by.as_deref(), Some("sam,sue"));
+        assert_eq!(run.checks.len(), 2);
+        assert!(log.study.may_fetch(&researcher(), &run).is_ok());
+
+        let second = held_run(&mut log, 2, now);
+        log.act(&steward("sam"), check(&second, true), now)
+            .expect("first check");
+        log.act(&steward("sue"), check(&second, false), now).expect("withhold");
+        assert_eq!(log.study.run(&second).expect("run").state, RunState::Withheld);
+        assert_eq!(
+            rule(log.act(&steward("sid"), check(&second, true), now)),
+            Some(Rule::StudyState),
+            "a withheld output is decided"
+        );
+    }
+
+    #[test]
+    fn a_steward_who_ran_a_study_never_checks_its_output() {
+        // Stewards do not submit studies, but a run's researcher is never its checker
+        // whatever their role: the rule is on the person.
+        let now = Utc::now();
+        let mut log = Log::new(1);
+        log.act(&steward("sam"), approve(3, 30), now).expect("approve");
+        let run_id = held_run(&mut log, 2, now);
+        let own = Principal::new("rae", Role::Steward);
+        let check = Command::CheckOutput {
+            run_id,
+            release: true,
+            comments: "mine".into(),
+        };
+        assert_eq!(rule(log.act(&own, check, now)), Some(Rule::IndependentReview));
     }
 
     #[test]

@@ -147,6 +147,21 @@ pub fn run_to_pb(study_id: &str, run: &Run, optouts: &[i64]) -> pb::StudyRun {
         output_sha256: run.output_sha256.clone().unwrap_or_default(),
         checked_by: run.checked_by.clone().unwrap_or_default(),
         check_comments: run.check_comments.clone(),
+        checks: run
+            .checks
+            .iter()
+            .map(|c| pb::OutputCheck {
+                by: c.by.clone(),
+                at: time(c.at),
+                decision: if c.released {
+                    pb::OutputDecision::Release
+                } else {
+                    pb::OutputDecision::Withhold
+                } as i32,
+                comments: c.comments.clone(),
+            })
+            .collect(),
+        checks_required: run.checks_required,
     }
 }
 

@@ -518,6 +518,7 @@ pub async fn serve_landed(
         disclosure: Some(Policy::new(NOISE_KEY.to_vec()).expect("policy")),
         limits,
         studies: Default::default(),
+        optout_key: None,
     })
     .await
     .expect("serve");

@@ -307,6 +307,7 @@ async fn a_study_from_submission_to_a_released_reproducible_output() {
         disclosure: Some(poplar_engine::disclosure::Policy::new(crate::common::NOISE_KEY.to_vec()).expect("policy")),
         limits: Default::default(),
         studies: Default::default(),
+        optout_key: None,
     })
     .await
     .expect("restart");
@@ -357,6 +358,24 @@ async fn a_study_from_submission_to_a_released_reproducible_output() {
         .expect("fetch again")
         .into_inner();
     assert_eq!(again_bytes.data, arrow_bytes.data);
+
+    // What a clean-up of old Delta versions must keep: every version these runs pinned —
+    // the first run's, older than what the store now serves, among them.
+    let pinned = poplar_engine::studies::pinned_versions(&store).await.expect("pinned");
+    let pins = [&pin, &fresh_pin];
+    let mut expected: std::collections::BTreeMap<String, BTreeSet<u64>> = Default::default();
+    for p in pins {
+        for (table, version) in &p.table_versions {
+            expected.entry(table.clone()).or_default().insert(*version);
+        }
+    }
+    assert_eq!(pinned, expected, "the held and released runs' pins, and nothing else");
+    assert!(
+        pin.table_versions
+            .iter()
+            .any(|(table, v)| fresh_pin.table_versions.get(table).is_some_and(|newer| newer > v)),
+        "the first run pins versions a newer snapshot superseded: {pin:?} vs {fresh_pin:?}"
+    );
 
     // Quota 3: spent.
     expect_rule(
