@@ -1,4 +1,4 @@
-// The measures service as the page sees it: gRPC-Web to the server that served this page,
+// Poplar's services as the pages see them: gRPC-Web to the server that served this page,
 // with protobuf messages described by the server's own descriptors. Building the registry
 // at run time from /poplar-descriptors.binpb means no generated code to keep in step with
 // the .proto files: the page speaks whatever the binary that serves it was built with.
@@ -18,14 +18,13 @@ const PACKAGE = "poplar.measures.v1";
 // (SIGNIFICANCE_BETTER -> Significance.BETTER), looked up in the descriptors.
 const ENUMS = ["AreaLevel", "Dimension", "ValueType", "Polarity", "PeriodType", "Suppression", "Significance"];
 
-/** Fetches the descriptors and returns {client, enums} for a token getter. */
-export async function connect(token) {
+/** The server's descriptors as a registry, and a gRPC-Web transport that signs every
+ * call with the token `token()` gives at the time. */
+async function registryAndTransport(token) {
   const response = await fetch("/poplar-descriptors.binpb");
   if (!response.ok) throw new Error(`could not load the service description (HTTP ${response.status})`);
   const bytes = new Uint8Array(await response.arrayBuffer());
   const registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, bytes));
-  const service = registry.getService(`${PACKAGE}.MeasuresService`);
-  if (!service) throw new Error(`the server does not describe ${PACKAGE}.MeasuresService`);
   const transport = createGrpcWebTransport({
     baseUrl: location.origin,
     useBinaryFormat: true,
@@ -36,14 +35,38 @@ export async function connect(token) {
       },
     ],
   });
-  return { client: createClient(service, transport), enums: enumsOf(registry) };
+  return { registry, transport };
 }
 
-function enumsOf(registry) {
+function clientOf(registry, transport, name) {
+  const service = registry.getService(name);
+  if (!service) throw new Error(`the server does not describe ${name}`);
+  return createClient(service, transport);
+}
+
+/** Fetches the descriptors and returns {client, enums} for a token getter. */
+export async function connect(token) {
+  const { registry, transport } = await registryAndTransport(token);
+  const client = clientOf(registry, transport, `${PACKAGE}.MeasuresService`);
+  return { client, enums: enumsOf(registry, PACKAGE, ENUMS) };
+}
+
+/** The stewards' console: {studies, governance, enums} (the studies service's enums).
+ * Every call is the server's to allow: it refuses anyone but a data steward. */
+export async function connectConsole(token) {
+  const { registry, transport } = await registryAndTransport(token);
+  return {
+    studies: clientOf(registry, transport, "poplar.studies.v1.StudiesService"),
+    governance: clientOf(registry, transport, "poplar.governance.v1.GovernanceService"),
+    enums: enumsOf(registry, "poplar.studies.v1", ["StudyState", "ParameterType", "Decision", "OutputState", "OutputDecision", "Format"]),
+  };
+}
+
+function enumsOf(registry, pkg, names) {
   const enums = {};
-  for (const name of ENUMS) {
-    const desc = registry.getEnum(`${PACKAGE}.${name}`);
-    if (!desc) throw new Error(`the server does not describe ${PACKAGE}.${name}`);
+  for (const name of names) {
+    const desc = registry.getEnum(`${pkg}.${name}`);
+    if (!desc) throw new Error(`the server does not describe ${pkg}.${name}`);
     const byName = Object.fromEntries(desc.values.map((v) => [v.localName, v.number]));
     // A misspelt or renamed value is a bug to hear about, not a silent `undefined`.
     enums[name] = new Proxy(byName, {

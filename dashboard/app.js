@@ -3,11 +3,10 @@
 // this file decides what to ask for and where the answer goes.
 import { connect, describeError } from "./api.js";
 import { csvText, download, makeModel } from "./model.js";
+import { resumeSignIn, signedIn, signedOut, signInError, tabList, wireSignIn } from "./shell.js";
 import { compareView, funnelView, h, inequalitiesView, profileView, show, trendView } from "./views.js";
 
 const $ = (id) => document.getElementById(id);
-// sessionStorage, not localStorage: the token goes when the tab closes.
-const TOKEN_KEY = "poplar.token";
 const VIEWS = ["compare", "trend", "funnel", "inequalities", "profile"];
 const LEVELS = ["PRACTICE", "PCN", "SUB_ICB", "ICB", "REGION"]; // smallest first
 const PERIOD_TYPES = ["FINANCIAL_YEAR", "QUARTER", "MONTH"]; // the default first
@@ -33,11 +32,7 @@ function fresh() {
 
 // ---- sign-in -------------------------------------------------------------------------
 
-$("sign-in-form").addEventListener("submit", (event) => {
-  event.preventDefault();
-  signIn($("token").value.trim());
-});
-$("sign-out").addEventListener("click", () => signOut());
+wireSignIn(signIn, signOut);
 
 async function signIn(token) {
   if (!token) return signInError("Enter your access token.");
@@ -50,14 +45,10 @@ async function signIn(token) {
     await loadReference();
   } catch (error) {
     state = fresh();
-    sessionStorage.removeItem(TOKEN_KEY);
+    signedOut();
     return signInError(describeError(error).text);
   }
-  sessionStorage.setItem(TOKEN_KEY, token);
-  $("token").value = "";
-  $("sign-in").hidden = true;
-  $("app").hidden = false;
-  $("sign-out").hidden = false;
+  signedIn(token);
   $("as-of").hidden = false;
   $("as-of").textContent = `Data as of ${dateText(state.catalog.dataAsOf)}`;
   setUpControls();
@@ -65,21 +56,10 @@ async function signIn(token) {
 }
 
 function signOut(message = "") {
-  sessionStorage.removeItem(TOKEN_KEY);
   state = fresh();
   for (const view of VIEWS) $(`panel-${view}`).replaceChildren();
-  $("app").hidden = true;
-  $("sign-out").hidden = true;
   $("as-of").hidden = true;
-  $("error").hidden = true;
-  $("sign-in").hidden = false;
-  signInError(message);
-  $("token").focus();
-}
-
-function signInError(text) {
-  $("sign-in-error").textContent = text;
-  $("sign-in-error").hidden = !text;
+  signedOut(message);
 }
 
 /** Areas of every level and the periods of every type: small lists, asked for once. */
@@ -205,27 +185,11 @@ function showControlsFor(view) {
 
 // ---- tabs (WAI-ARIA tabs pattern, automatic activation) ------------------------------
 
-for (const view of VIEWS) $(`tab-${view}`).addEventListener("click", () => selectView(view, true));
-$("tabs").addEventListener("keydown", (event) => {
-  const i = VIEWS.indexOf(state.view);
-  const next = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: VIEWS.length - 1 }[event.key];
-  if (next === undefined) return;
-  event.preventDefault();
-  selectView(VIEWS[(next + VIEWS.length) % VIEWS.length], true);
-});
-
-function selectView(view, focus) {
+const selectView = tabList(VIEWS, () => state.view, (view) => {
   state.view = view;
-  for (const v of VIEWS) {
-    const tab = $(`tab-${v}`);
-    tab.setAttribute("aria-selected", String(v === view));
-    tab.tabIndex = v === view ? 0 : -1;
-    $(`panel-${v}`).hidden = v !== view;
-  }
-  if (focus) $(`tab-${view}`).focus();
   showControlsFor(view);
   render();
-}
+});
 
 // ---- asking and showing --------------------------------------------------------------
 
@@ -424,6 +388,4 @@ function dateText(iso) {
   return Number.isNaN(d.getTime()) ? iso : d.toLocaleDateString("en-GB", { day: "numeric", month: "long", year: "numeric", timeZone: "UTC" });
 }
 
-// A token kept from earlier in this tab signs in again after a reload.
-const kept = sessionStorage.getItem(TOKEN_KEY);
-if (kept) signIn(kept);
+resumeSignIn(signIn);

@@ -8,14 +8,14 @@
 // Run: POPLAR_BIN=path/to/poplar node --test ci/browser/dashboard.test.mjs
 // (ci/test does this after `npm ci` of this directory into $POPLAR_NODE_DIR.)
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
-import readline from "node:readline";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { launchPage, startServer, stopServer as stopProcess } from "./lib.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, "../..");
@@ -58,30 +58,10 @@ function poplar(...args) {
   return execFileSync(BIN, args, { env: ENV, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
 }
 
-/** `poplar serve` on a free port: its first stdout line names the address. Its log goes
- * to a file and stdout keeps being read: a pipe nobody reads fills and stalls a server. */
-async function startServer(store, users, log, ...flags) {
-  const proc = spawn(BIN, ["serve", "--store", store, "--users", users, "--addr", "127.0.0.1:0", ...flags], {
-    env: ENV,
-    stdio: ["ignore", "pipe", fs.openSync(log, "a")],
-  });
-  const lines = readline.createInterface({ input: proc.stdout });
-  const first = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`poplar serve named no address in 120 s; see ${log}`)), 120_000);
-    lines.once("line", (line) => (clearTimeout(timer), resolve(line)));
-    proc.once("exit", (code) => (clearTimeout(timer), reject(new Error(`poplar serve exited (${code}): ${fs.readFileSync(log, "utf8").slice(-3000)}`))));
-  });
-  lines.on("line", (line) => fs.appendFileSync(log, `[stdout] ${line}\n`));
-  const address = first.match(/grpc:\/\/(\S+)/)?.[1];
-  assert.ok(address, `poplar serve's first line names no grpc:// address: ${first}`);
-  return { proc, base: `http://${address}` };
-}
+const serverFiles = () => ({ bin: BIN, env: ENV, store, users, log: serverLog });
 
 async function stopServer() {
-  if (!server) return;
-  const exited = new Promise((resolve) => (server.exitCode !== null ? resolve() : server.once("exit", resolve)));
-  server.kill("SIGTERM");
-  await exited;
+  await stopProcess(server);
   server = undefined;
 }
 
@@ -183,29 +163,11 @@ describe("the dashboard in headless Chromium", { timeout: 600_000 }, () => {
       commissioner: poplar("users", "add", "cam", "--role", "commissioner", "--users", users).trim(),
       steward: poplar("users", "add", "sam", "--role", "steward", "--users", users).trim(),
     };
-    ({ proc: server, base } = await startServer(store, users, serverLog));
+    ({ proc: server, base } = await startServer(serverFiles()));
     console.log(`server: ${base} (log ${serverLog})`);
     service = await serviceAs(tokens.commissioner);
 
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      // Chromium's sandbox needs user namespaces that root in a container rarely has.
-      args: process.getuid?.() === 0 ? ["--no-sandbox"] : [],
-    });
-    const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
-    // Violations are also console errors in Chromium; the event catches them even if not.
-    await context.addInitScript(() => {
-      window.__cspViolations = [];
-      document.addEventListener("securitypolicyviolation", (e) =>
-        window.__cspViolations.push(`${e.violatedDirective} blocked ${e.blockedURI || "inline"} (${e.sourceFile}:${e.lineNumber})`),
-      );
-    });
-    page = await context.newPage();
-    page.setDefaultTimeout(TIMEOUT);
-    page.on("console", (m) => m.type() === "error" && problems.push(`console: ${m.text()}`));
-    page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
-    page.on("requestfailed", (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
+    ({ browser, page } = await launchPage(chromium, CHROMIUM, problems, { timeout: TIMEOUT, acceptDownloads: true }));
   });
 
   after(async () => {
@@ -489,7 +451,7 @@ describe("the dashboard in headless Chromium", { timeout: 600_000 }, () => {
     await stopServer();
     const disclosure = path.join(work, "disclosure.toml");
     fs.writeFileSync(disclosure, "[daily_budget]\ncommissioner = 1\n");
-    ({ proc: server, base } = await startServer(store, users, serverLog, "--disclosure", disclosure));
+    ({ proc: server, base } = await startServer(serverFiles(), "--disclosure", disclosure));
     await page.goto(base); // a new port is a new origin: nothing is signed in
     await page.fill("#token", tokens.commissioner);
     await page.getByRole("button", { name: "Sign in" }).click();
