@@ -8,7 +8,22 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$POPLAR_CACHE/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 POPLAR_VENV="${POPLAR_VENV:-$POPLAR_CACHE/venv}"
 
-log() { printf '== %s\n' "$*" >&2; }
+POPLAR_CI_STARTED=${POPLAR_CI_STARTED:-$(date +%s)}
+# Each step's line carries the minutes:seconds since the script started, so a CI log
+# shows where the time went.
+log() {
+    local t=$(( $(date +%s) - POPLAR_CI_STARTED ))
+    printf '== [%d:%02d] %s\n' $((t / 60)) $((t % 60)) "$*" >&2
+}
+
+# Stops a background process and everything it started (a build's cargo and rustc).
+kill_tree() {
+    local child
+    for child in $(pgrep -P "$1" 2>/dev/null); do
+        kill_tree "$child"
+    done
+    kill "$1" 2>/dev/null || true
+}
 
 # Command-line tools the tests call (curl for SeaweedFS readiness, openssl for TLS certs).
 ensure_tools() {
