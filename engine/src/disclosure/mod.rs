@@ -4,6 +4,7 @@
 //! - [`rule`]: the analyzer rule that refuses or rewrites every plan, with [`release`]
 //!   building each release point;
 //! - [`protect`]: the release operator that suppresses, noises and rounds;
+//! - [`people`]: distinct people and their digest per release group, in one pass;
 //! - [`noise`]: sticky noise; [`policy`]: the settings and their floors;
 //! - [`budget`]: the per-user daily limit on answers for noised roles;
 //! - [`error_free`]: the analyzer rule that leaves nothing in a plan that can fail on a
@@ -15,6 +16,7 @@ pub mod budget;
 pub mod error_free;
 pub mod lineage;
 pub mod noise;
+pub mod people;
 pub mod policy;
 pub mod protect;
 mod release;

@@ -1,28 +1,26 @@
 //! Building a release: an aggregate over people's records grouped by anything but the
 //! person becomes a `Protect` node over the same aggregate with hidden columns added —
-//! distinct people per group (rule 2), an order-free digest of who they are (the people
-//! layer of the noise) and each sum's or mean's scale — and each output column classified
-//! as the cell kind the release must make safe.
+//! distinct people per group (rule 2) and an order-free digest of who they are (the people
+//! layer of the noise), both from `poplar_people`, and each sum's or mean's scale — and
+//! each output column classified as the cell kind the release must make safe.
 
 use deltalake::datafusion::common::{Result, ScalarValue};
 use deltalake::datafusion::functions::math::expr_fn::abs;
-use deltalake::datafusion::functions_aggregate::expr_fn::{count, max, sum};
+use deltalake::datafusion::functions_aggregate::expr_fn::max;
 use deltalake::datafusion::logical_expr::expr::AggregateFunction;
 use deltalake::datafusion::logical_expr::utils::grouping_set_to_exprlist;
-use deltalake::datafusion::logical_expr::{Aggregate, Expr, ExprFunctionExt, Extension, LogicalPlan, lit};
+use deltalake::datafusion::logical_expr::{Aggregate, Expr, Extension, LogicalPlan, lit};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 use super::lineage::{self, Lineage};
+use super::people;
 use super::policy::SmallGroups;
 use super::protect::{Cell, ProtectNode, ProtectSpec};
 use super::rule::{Flow, Rewriter, pid_column, reads_tainted, refuse, unalias};
 use crate::error::Rule;
 
 const PEOPLE: &str = "__ppl_people";
-const DIGEST: &str = "__ppl_digest";
-/// Pseudonyms are reduced below 2^31 before summing so a region's digest cannot overflow.
-const DIGEST_MODULUS: i64 = 2_147_483_647;
 
 impl Rewriter<'_> {
     /// An aggregate over people's records grouped by something other than the person.
@@ -39,13 +37,9 @@ impl Rewriter<'_> {
             return refuse(Rule::AggregateOnly, "internal: a person-level input lost its person");
         };
         let mut cells: Vec<(Cell, String)> = Vec::new();
-        let mut hidden: Vec<Expr> = vec![
-            count(pid.clone()).distinct().build()?.alias(PEOPLE),
-            // An order-free digest of who the people are (seeds the people layer of the
-            // noise). Not bit_xor(DISTINCT …): DataFusion 55 plans it grouped with a
-            // non-distinct accumulator whose state does not match its declared list state.
-            sum(pid.clone() % lit(DIGEST_MODULUS)).distinct().build()?.alias(DIGEST),
-        ];
+        // How many distinct people each group has and an order-free digest of who they
+        // are (seeds the people layer of the noise), from one set of (group, person).
+        let mut hidden: Vec<Expr> = vec![people::udaf().call(vec![pid.clone()]).alias(PEOPLE)];
         let first_hidden = aggr_expr.len();
         let mut value_cells = Vec::new();
         for (i, e) in aggr_expr.iter().enumerate() {
@@ -138,11 +132,16 @@ impl Rewriter<'_> {
                 name.clone(),
             ));
         }
+        // A scale column's index was counted from the first aggregate; the aggregate's
+        // output starts with its group columns.
+        for (cell, _) in &mut value_cells {
+            if let Cell::Sum { scale } | Cell::Mean { scale } = cell {
+                *scale += group_width;
+            }
+        }
         cells.extend(value_cells);
         let question = hex::encode(Sha256::digest(aggregate.input.display_indent().to_string().as_bytes()));
-        let people = out.fields().iter().position(|f| f.name() == PEOPLE);
-        let digest = out.fields().iter().position(|f| f.name() == DIGEST);
-        let (Some(people), Some(digest)) = (people, digest) else {
+        let Some(people) = out.fields().iter().position(|f| f.name() == PEOPLE) else {
             return refuse(Rule::AggregateOnly, "internal: hidden release columns missing");
         };
         let spec = Arc::new(ProtectSpec {
@@ -150,7 +149,6 @@ impl Rewriter<'_> {
             noised: self.rule.noised,
             cells,
             people,
-            digest,
             question,
             drop_small_groups: from_distinct || self.rule.policy.small_groups == SmallGroups::Withhold,
             stats: self.rule.stats.clone(),

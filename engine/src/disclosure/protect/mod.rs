@@ -1,6 +1,7 @@
 //! The release point: a `Protect` node sits directly on every aggregate that turns
 //! people's records into an answer. Its input is that aggregate with hidden columns the
-//! rewrite added (distinct people per group, a digest of who they are, and noise scales);
+//! rewrite added (distinct people per group and a digest of who they are, from one set, and
+//! noise scales);
 //! its output is the aggregate's own columns with every value made safe (rules 2–5):
 //! groups below k withheld, small counts suppressed, counts and sums rounded after sticky
 //! noise, and secondary suppression where totals and their breakdowns meet.
@@ -140,10 +141,9 @@ pub struct ProtectSpec {
     pub noised: bool,
     /// One per visible output column: its kind and the aggregate's text (seeds noise).
     pub cells: Vec<(Cell, String)>,
-    /// Input column with distinct people per group.
+    /// Input column with `poplar_people`'s output: distinct people per group and the
+    /// order-free digest of who they are (see `disclosure::people`).
     pub people: usize,
-    /// Input column with the order-free digest of the group's people.
-    pub digest: usize,
     /// Canonical text of the aggregate's input plan: the question layer's seed.
     pub question: String,
     /// Small groups are dropped rather than shown: for a release with no value columns

@@ -48,8 +48,8 @@ pub(super) fn release(
 ) -> Result<RecordBatch, arrow::error::ArrowError> {
     let policy = &spec.policy;
     let rows = input.num_rows();
-    let people = as_i64(input.column(spec.people))?;
-    let digest = as_i64(input.column(spec.digest))?;
+    let (people, digest) = crate::disclosure::people::read(input.column(spec.people))
+        .map_err(|e| arrow::error::ArrowError::ComputeError(e.to_string()))?;
     let small: Vec<bool> = (0..rows)
         .map(|r| people.is_null(r) || (people.value(r) as u64) < policy.min_people)
         .collect();
