@@ -1,6 +1,6 @@
-//! The client side shared by `poplar sql`, `poplar measures` and `poplar demo`: connecting (plain or
+//! The client side shared by `poplar sql`, `poplar measures`, `poplar studies` and `poplar demo`: connecting (plain or
 //! TLS), signing in, running one statement to completion, and showing disclosure control's
-//! suppressed cells as `*`. Kept apart so both commands talk to the server the same way.
+//! suppressed cells as `*`. Kept apart so every command talks to the server the same way.
 
 use anyhow::{Context, bail};
 use arrow::array::RecordBatch;
@@ -10,8 +10,43 @@ use futures::TryStreamExt;
 // The engine marks released columns with this key; sharing its constant keeps the two in step.
 use poplar_engine::disclosure::SUPPRESSED_KEY;
 use poplar_engine::flight::ReleaseSummary;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+/// Where and as whom a command reaches one of Poplar's own gRPC services (measures, studies):
+/// the flags every such command shares.
+#[derive(clap::Args)]
+pub struct ServiceConnection {
+    /// Server address: grpc://host:port, or grpc+tls://host:port.
+    #[arg(long, env = "POPLAR_URL", default_value = "grpc://127.0.0.1:50051")]
+    addr: String,
+    /// Your token (from `poplar users add`), sent as a bearer token.
+    #[arg(long, env = "POPLAR_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// CA certificate (PEM) to trust for grpc+tls.
+    #[arg(long, env = "POPLAR_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+}
+
+impl ServiceConnection {
+    /// A channel to the server and the token to sign each call with.
+    pub async fn open(&self) -> anyhow::Result<(Channel, String)> {
+        let Some(token) = self.token.clone() else {
+            bail!("no token: pass --token or set POPLAR_TOKEN (a steward gets one with `poplar users add`)");
+        };
+        Ok((channel(&self.addr, self.tls_ca.as_deref()).await?, token))
+    }
+}
+
+/// `message` as a request signed with a bearer token, as Poplar's services expect.
+pub fn with_bearer<T>(message: T, token: &str) -> anyhow::Result<tonic::Request<T>> {
+    let mut request = tonic::Request::new(message);
+    let header = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| anyhow::anyhow!("the token has characters a header cannot carry"))?;
+    request.metadata_mut().insert("authorization", header);
+    Ok(request)
+}
 
 /// A signed-in Flight SQL client: Basic handshake when `user` is given, else bearer token.
 pub async fn connect(

@@ -10,34 +10,12 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
-import { createRequire } from "node:module";
-import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
-import { launchPage, startServer, stopServer as stopProcess } from "./lib.mjs";
+import {
+  BIN, CHROMIUM, ENV, TIMEOUT, chromium, launchPage, repo, rpc, startServer, stopServer as stopProcess, workspace,
+} from "./lib.mjs";
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(here, "../..");
-// playwright-core lives where ci/lib.sh's ensure_browser installed it (outside the clone),
-// or in node_modules here after a plain `npm ci`.
-const require = createRequire(path.join(process.env.POPLAR_NODE_DIR || here, "package.json"));
-const { chromium } = require("playwright-core");
-// The page's own gRPC-Web client, used here to ask the service the same questions the
-// page asks, so what the page shows is checked against what the service answered.
-const rpc = await import(path.join(repo, "dashboard/vendor/rpc.js"));
-
-const BIN = process.env.POPLAR_BIN;
-const CHROMIUM = process.env.POPLAR_CHROMIUM || "/usr/bin/chromium";
-// One view's answer in a debug build on 2 cores: the area profile (every measure for an
-// area and its peers) has taken over a minute.
-const TIMEOUT = 180_000;
-const ENV = {
-  ...process.env,
-  POPLAR_PSEUDONYM_KEY: "browser-test-key-0123456789abcdef0123456",
-  POPLAR_NOISE_KEY: "browser-noise-key-0123456789abcdef012345",
-  POPLAR_LOG: "warn,buoyant_kernel=off",
-};
 // Fingertips' columns (its CSV API), as the dashboard's download must start.
 const FINGERTIPS_COLUMNS = [
   "Indicator ID", "Indicator Name", "Parent Code", "Parent Name", "Area Code", "Area Name", "Area Type",
@@ -45,14 +23,11 @@ const FINGERTIPS_COLUMNS = [
   "Upper CI 95.0 limit", "Lower CI 99.8 limit", "Upper CI 99.8 limit", "Count", "Denominator", "Value note",
 ];
 
-const work = fs.mkdtempSync(path.join(os.tmpdir(), "poplar-browser-"));
-const screenshots = process.env.POPLAR_SCREENSHOTS || fs.mkdtempSync(path.join(os.tmpdir(), "poplar-screenshots-"));
-fs.mkdirSync(screenshots, { recursive: true });
+const { work, screenshots, store, users, serverLog } = workspace("poplar-browser-");
 
 const problems = []; // console errors, page errors, CSP violations: none may happen
 let server, base, tokens, browser, page, service;
 let chosenMeasure; // the measure the compare test picks; the later views keep it
-const store = path.join(work, "store"), users = path.join(work, "users.toml"), serverLog = path.join(work, "server.log");
 
 function poplar(...args) {
   return execFileSync(BIN, args, { env: ENV, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });

@@ -4,7 +4,49 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import fs from "node:fs";
+import { createRequire } from "node:module";
+import os from "node:os";
+import path from "node:path";
 import readline from "node:readline";
+import { fileURLToPath } from "node:url";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const repo = path.resolve(here, "../..");
+// playwright-core lives where ci/lib.sh's ensure_browser installed it (outside the clone),
+// or in node_modules here after a plain `npm ci`.
+const require = createRequire(path.join(process.env.POPLAR_NODE_DIR || here, "package.json"));
+export const { chromium } = require("playwright-core");
+// The page's own gRPC-Web client, used by the tests to ask the services the same questions
+// the page asks, so what the page shows is checked against what the service answered.
+export const rpc = await import(path.join(repo, "dashboard/vendor/rpc.js"));
+
+export const BIN = process.env.POPLAR_BIN;
+export const CHROMIUM = process.env.POPLAR_CHROMIUM || "/usr/bin/chromium";
+// One view's answer in a debug build on 2 cores: the area profile (every measure for an
+// area and its peers) has taken over a minute.
+export const TIMEOUT = 180_000;
+export const PSEUDONYM_KEY = "browser-test-key-0123456789abcdef0123456";
+export const ENV = {
+  ...process.env,
+  POPLAR_PSEUDONYM_KEY: PSEUDONYM_KEY,
+  POPLAR_NOISE_KEY: "browser-noise-key-0123456789abcdef012345",
+  POPLAR_LOG: "warn,buoyant_kernel=off",
+};
+
+/** A test's scratch directory (`prefix` names it) and where its screenshots go
+ * ($POPLAR_SCREENSHOTS, or a new temporary directory): {work, screenshots, store, users, serverLog}. */
+export function workspace(prefix) {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const screenshots = process.env.POPLAR_SCREENSHOTS || fs.mkdtempSync(path.join(os.tmpdir(), "poplar-screenshots-"));
+  fs.mkdirSync(screenshots, { recursive: true });
+  return {
+    work,
+    screenshots,
+    store: path.join(work, "store"),
+    users: path.join(work, "users.toml"),
+    serverLog: path.join(work, "server.log"),
+  };
+}
 
 /** `poplar serve` on a free port: its first stdout line names the address. Its log goes
  * to a file and stdout keeps being read: a pipe nobody reads fills and stalls a server.

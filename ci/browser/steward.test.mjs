@@ -12,53 +12,19 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
-import { createRequire } from "node:module";
-import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
-import { launchPage, startServer, stopServer } from "./lib.mjs";
+import {
+  BIN, CHROMIUM, ENV, PSEUDONYM_KEY as KEY, TIMEOUT, chromium, launchPage, repo, rpc, startServer, stopServer,
+  workspace,
+} from "./lib.mjs";
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(here, "../..");
-const require = createRequire(path.join(process.env.POPLAR_NODE_DIR || here, "package.json"));
-const { chromium } = require("playwright-core");
-const rpc = await import(path.join(repo, "dashboard/vendor/rpc.js"));
-
-const BIN = process.env.POPLAR_BIN;
-const CHROMIUM = process.env.POPLAR_CHROMIUM || "/usr/bin/chromium";
-const TIMEOUT = 180_000;
-const KEY = "browser-test-key-0123456789abcdef0123456";
-const ENV = {
-  ...process.env,
-  POPLAR_PSEUDONYM_KEY: KEY,
-  POPLAR_NOISE_KEY: "browser-noise-key-0123456789abcdef012345",
-  POPLAR_LOG: "warn,buoyant_kernel=off",
-};
 // The practice that stopped delivering (the region's third practice).
 const LATE = "X90003";
-const STUDY = `
-title = "Diabetes register by PCN"
-purpose = "Plan diabetes reviews across the region's primary care networks"
-outputs = "One table: PCN, people on the diabetes register"
-sql = """
-SELECT o.pcn, count(*) AS people
-FROM register_diabetes r JOIN organisations o ON o.ods_code = r.practice
-WHERE r.latest_code_date >= $1
-GROUP BY o.pcn
-"""
+// The researcher's study, shared with ci/python/test_studies.py.
+const STUDY = fs.readFileSync(path.join(repo, "ci/fixtures/diabetes-by-pcn.study.toml"), "utf8");
 
-[[parameter]]
-name = "since"
-type = "date"
-min = "1990-01-01"
-max = "2030-12-31"
-`;
-
-const work = fs.mkdtempSync(path.join(os.tmpdir(), "poplar-steward-"));
-const screenshots = process.env.POPLAR_SCREENSHOTS || fs.mkdtempSync(path.join(os.tmpdir(), "poplar-screenshots-"));
-fs.mkdirSync(screenshots, { recursive: true });
-const store = path.join(work, "store"), users = path.join(work, "users.toml"), serverLog = path.join(work, "server.log");
+const { work, screenshots, store, users, serverLog } = workspace("poplar-steward-");
 const problems = [];
 let server, base, addr, tokens, browser, page, region;
 let studyId, runId;

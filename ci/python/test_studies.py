@@ -39,23 +39,7 @@ PROTO_ROOT = pathlib.Path(__file__).resolve().parents[2] / "proto" / "proto"
 PROTOS = ["poplar/studies/v1/studies.proto", "poplar/governance/v1/governance.proto"]
 LATE = "X90003"
 
-STUDY = '''
-title = "Diabetes register by PCN"
-purpose = "Plan diabetes reviews across the region's primary care networks"
-outputs = "One table: PCN, people on the diabetes register"
-sql = """
-SELECT o.pcn, count(*) AS people
-FROM register_diabetes r JOIN organisations o ON o.ods_code = r.practice
-WHERE r.latest_code_date >= $1
-GROUP BY o.pcn
-"""
-
-[[parameter]]
-name = "since"
-type = "date"
-min = "1990-01-01"
-max = "2030-12-31"
-'''
+STUDY = (pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "diabetes-by-pcn.study.toml").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +184,8 @@ def test_a_study_from_submission_to_a_reproducible_released_output(region, popla
         # Later: the acute trust's first delivery lands, and some people opt out.
         snapshot_before = first.pin.snapshot
         load(poplar_bin, registry, deliveries, store)
-        patients = next((deliveries / "X90001").iterdir()) / "Patient.ndjson"
+        # (X90002: the console test below opts out some of X90001's patients on this store.)
+        patients = next((deliveries / "X90002").iterdir()) / "Patient.ndjson"
         # Every patient of one practice opts out, so the register by PCN surely changes
         # (a handful of people could vanish inside the rounding and leave the output as it was).
         nhs = sorted(set(re.findall(r'"value":\s*"(\d{10})"', patients.read_text())))
@@ -271,6 +256,8 @@ def test_a_study_from_submission_to_a_reproducible_released_output(region, popla
             assert cur.fetchall() == [(study_id, "approved", 3), (short_id, "expired", 0)]
             cur.execute("SELECT count(*) FROM study_runs WHERE state = 'released'")
             assert cur.fetchall() == [(2,)]
+            cur.execute(f"SELECT checks, checks_required, checked_by FROM study_runs WHERE run_id = '{first_id}'")
+            assert cur.fetchall() == [(1, 1, "sam")]
     finally:
         server.stop()
 

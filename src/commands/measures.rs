@@ -3,11 +3,9 @@
 //! rather than the dashboard. Values, intervals and suppression marks are the server's;
 //! this only lays them out.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::bail;
 use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use clap::{Args, Subcommand, ValueEnum};
@@ -15,7 +13,7 @@ use poplar_proto::measures::v1 as pb;
 use poplar_proto::measures::v1::measures_service_client::MeasuresServiceClient;
 use tonic::transport::Channel;
 
-use crate::client::message;
+use crate::client::{ServiceConnection, message, with_bearer};
 
 #[derive(Subcommand)]
 pub enum MeasuresCommand {
@@ -27,15 +25,8 @@ pub enum MeasuresCommand {
 
 #[derive(Args)]
 pub struct Connection {
-    /// Server address: grpc://host:port, or grpc+tls://host:port.
-    #[arg(long, env = "POPLAR_URL", default_value = "grpc://127.0.0.1:50051")]
-    addr: String,
-    /// Your token (from `poplar users add`), sent as a bearer token.
-    #[arg(long, env = "POPLAR_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-    /// CA certificate (PEM) to trust for grpc+tls.
-    #[arg(long, env = "POPLAR_TLS_CA")]
-    tls_ca: Option<PathBuf>,
+    #[command(flatten)]
+    service: ServiceConnection,
     #[arg(long, value_enum, default_value_t = Output::Table)]
     format: Output,
 }
@@ -115,20 +106,8 @@ impl DimensionArg {
 }
 
 async fn connect(connection: &Connection) -> anyhow::Result<(MeasuresServiceClient<Channel>, String)> {
-    let Some(token) = connection.token.clone() else {
-        bail!("no token: pass --token or set POPLAR_TOKEN (a steward gets one with `poplar users add`)");
-    };
-    let channel = crate::client::channel(&connection.addr, connection.tls_ca.as_deref()).await?;
+    let (channel, token) = connection.service.open().await?;
     Ok((MeasuresServiceClient::new(channel), token))
-}
-
-fn with_token<T>(message: T, token: &str) -> anyhow::Result<tonic::Request<T>> {
-    let mut request = tonic::Request::new(message);
-    let header = format!("Bearer {token}")
-        .parse()
-        .map_err(|_| anyhow::anyhow!("the token has characters a header cannot carry"))?;
-    request.metadata_mut().insert("authorization", header);
-    Ok(request)
 }
 
 fn failed(status: tonic::Status) -> anyhow::Error {
@@ -145,7 +124,7 @@ pub async fn measures(command: MeasuresCommand) -> anyhow::Result<ExitCode> {
 async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let (mut client, token) = connect(&args.connection).await?;
     let listed = client
-        .list_measures(with_token(pb::ListMeasuresRequest {}, &token)?)
+        .list_measures(with_bearer(pb::ListMeasuresRequest {}, &token)?)
         .await
         .map_err(failed)?
         .into_inner();
@@ -246,7 +225,7 @@ async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
         breakdown: args.breakdown.iter().map(|d| d.wire() as i32).collect(),
     };
     let answer = client
-        .get_values(with_token(request, &token)?)
+        .get_values(with_bearer(request, &token)?)
         .await
         .map_err(failed)?
         .into_inner();

@@ -16,7 +16,7 @@ use poplar_proto::studies::v1::studies_service_client::StudiesServiceClient;
 use serde::Deserialize;
 use tonic::transport::Channel;
 
-use crate::client::message;
+use crate::client::{ServiceConnection, message, with_bearer};
 
 #[derive(Subcommand)]
 pub enum StudiesCommand {
@@ -46,19 +46,6 @@ pub enum StudiesCommand {
 }
 
 #[derive(Args)]
-pub struct Connection {
-    /// Server address: grpc://host:port, or grpc+tls://host:port.
-    #[arg(long, env = "POPLAR_URL", default_value = "grpc://127.0.0.1:50051")]
-    addr: String,
-    /// Your token (from `poplar users add`), sent as a bearer token.
-    #[arg(long, env = "POPLAR_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-    /// CA certificate (PEM) to trust for grpc+tls.
-    #[arg(long, env = "POPLAR_TLS_CA")]
-    tls_ca: Option<PathBuf>,
-}
-
-#[derive(Args)]
 pub struct SubmitArgs {
     /// The study file (TOML).
     file: PathBuf,
@@ -66,20 +53,20 @@ pub struct SubmitArgs {
     #[arg(long)]
     study: Option<String>,
     #[command(flatten)]
-    connection: Connection,
+    connection: ServiceConnection,
 }
 
 #[derive(Args)]
 pub struct ListArgs {
     #[command(flatten)]
-    connection: Connection,
+    connection: ServiceConnection,
 }
 
 #[derive(Args)]
 pub struct StudyArgs {
     study: String,
     #[command(flatten)]
-    connection: Connection,
+    connection: ServiceConnection,
 }
 
 #[derive(Args)]
@@ -93,7 +80,7 @@ pub struct ReviewArgs {
     #[arg(long, requires = "study")]
     reject: Option<String>,
     #[command(flatten)]
-    connection: Connection,
+    connection: ServiceConnection,
 }
 
 #[derive(Args)]
@@ -111,7 +98,7 @@ pub struct ApproveArgs {
     #[arg(long, default_value = "")]
     comments: String,
     #[command(flatten)]
-    connection: Connection,
+    connection: ServiceConnection,
 }
 
 #[derive(Args)]
@@ -120,7 +107,7 @@ pub struct EndArgs {
     #[arg(long, default_value = "")]
     reason: String,
     #[command(flatten)]
-    connection: Connection,
+    connection: ServiceConnection,
 }
 
 #[derive(Args)]
@@ -133,7 +120,7 @@ pub struct RunArgs {
     #[arg(long)]
     as_of_run: Option<String>,
     #[command(flatten)]
-    connection: Connection,
+    connection: ServiceConnection,
 }
 
 #[derive(Args)]
@@ -145,7 +132,7 @@ pub struct ReleaseArgs {
     #[arg(long, default_value = "")]
     comments: String,
     #[command(flatten)]
-    connection: Connection,
+    connection: ServiceConnection,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -163,7 +150,7 @@ pub struct FetchArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     #[command(flatten)]
-    connection: Connection,
+    connection: ServiceConnection,
 }
 
 fn parse_param(text: &str) -> Result<(String, String), String> {
@@ -248,25 +235,13 @@ impl StudyFile {
     }
 }
 
-async fn connect(connection: &Connection) -> anyhow::Result<(StudiesServiceClient<Channel>, String)> {
-    let Some(token) = connection.token.clone() else {
-        bail!("no token: pass --token or set POPLAR_TOKEN");
-    };
-    let channel = crate::client::channel(&connection.addr, connection.tls_ca.as_deref()).await?;
+async fn connect(connection: &ServiceConnection) -> anyhow::Result<(StudiesServiceClient<Channel>, String)> {
+    let (channel, token) = connection.open().await?;
     // Outputs can be large: accept what the server may send.
     Ok((
         StudiesServiceClient::new(channel).max_decoding_message_size(256 << 20),
         token,
     ))
-}
-
-fn with_token<T>(message: T, token: &str) -> anyhow::Result<tonic::Request<T>> {
-    let mut request = tonic::Request::new(message);
-    let header = format!("Bearer {token}")
-        .parse()
-        .map_err(|_| anyhow::anyhow!("the token has characters a header cannot carry"))?;
-    request.metadata_mut().insert("authorization", header);
-    Ok(request)
 }
 
 /// A refused call's message, with the rule's id a script can match on.
@@ -404,7 +379,7 @@ fn print_study(s: &pb::Study, full: bool) {
 /// Withdraw (the author) or revoke (a steward) a study.
 async fn end(args: EndArgs, revoke: bool) -> anyhow::Result<()> {
     let (mut client, token) = connect(&args.connection).await?;
-    let request = with_token(
+    let request = with_bearer(
         pb::EndRequest {
             study_id: args.study,
             reason: args.reason,
@@ -429,7 +404,7 @@ pub async fn studies(command: StudiesCommand) -> anyhow::Result<ExitCode> {
             request.study_id = args.study.unwrap_or_default();
             let (mut client, token) = connect(&args.connection).await?;
             let study = client
-                .submit(with_token(request, &token)?)
+                .submit(with_bearer(request, &token)?)
                 .await
                 .map_err(failed)?
                 .into_inner();
@@ -439,7 +414,7 @@ pub async fn studies(command: StudiesCommand) -> anyhow::Result<ExitCode> {
         StudiesCommand::List(args) => {
             let (mut client, token) = connect(&args.connection).await?;
             let listed = client
-                .list(with_token(pb::ListRequest {}, &token)?)
+                .list(with_bearer(pb::ListRequest {}, &token)?)
                 .await
                 .map_err(failed)?
                 .into_inner();
@@ -450,7 +425,7 @@ pub async fn studies(command: StudiesCommand) -> anyhow::Result<ExitCode> {
         StudiesCommand::Show(args) => {
             let (mut client, token) = connect(&args.connection).await?;
             let study = client
-                .get(with_token(pb::GetRequest { study_id: args.study }, &token)?)
+                .get(with_bearer(pb::GetRequest { study_id: args.study }, &token)?)
                 .await
                 .map_err(failed)?
                 .into_inner();
@@ -460,7 +435,7 @@ pub async fn studies(command: StudiesCommand) -> anyhow::Result<ExitCode> {
             let (mut client, token) = connect(&args.connection).await?;
             let Some(id) = args.study else {
                 let listed = client
-                    .list(with_token(pb::ListRequest {}, &token)?)
+                    .list(with_bearer(pb::ListRequest {}, &token)?)
                     .await
                     .map_err(failed)?
                     .into_inner();
@@ -495,7 +470,7 @@ pub async fn studies(command: StudiesCommand) -> anyhow::Result<ExitCode> {
                 expires_at: String::new(),
             };
             let study = client
-                .review(with_token(request, &token)?)
+                .review(with_bearer(request, &token)?)
                 .await
                 .map_err(failed)?
                 .into_inner();
@@ -515,7 +490,7 @@ pub async fn studies(command: StudiesCommand) -> anyhow::Result<ExitCode> {
                 expires_at,
             };
             let study = client
-                .review(with_token(request, &token)?)
+                .review(with_bearer(request, &token)?)
                 .await
                 .map_err(failed)?
                 .into_inner();
@@ -531,7 +506,7 @@ pub async fn studies(command: StudiesCommand) -> anyhow::Result<ExitCode> {
                 as_of_run: args.as_of_run.unwrap_or_default(),
             };
             let run = client
-                .run(with_token(request, &token)?)
+                .run(with_bearer(request, &token)?)
                 .await
                 .map_err(failed)?
                 .into_inner();
@@ -551,7 +526,7 @@ pub async fn studies(command: StudiesCommand) -> anyhow::Result<ExitCode> {
                 comments: args.comments,
             };
             let run = client
-                .check_output(with_token(request, &token)?)
+                .check_output(with_bearer(request, &token)?)
                 .await
                 .map_err(failed)?
                 .into_inner();
@@ -568,7 +543,7 @@ pub async fn studies(command: StudiesCommand) -> anyhow::Result<ExitCode> {
                 format: format as i32,
             };
             let fetched = client
-                .fetch(with_token(request, &token)?)
+                .fetch(with_bearer(request, &token)?)
                 .await
                 .map_err(failed)?
                 .into_inner();

@@ -63,6 +63,10 @@ pub fn schema(which: Which) -> SchemaRef {
             count("smallest_count", true),
             Field::new("counts_rounded", DataType::Boolean, true),
             text("checked_by", true),
+            // Two-checker deployments: how many stewards have checked the output so far,
+            // and how many must before it is released.
+            count("checks", false),
+            count("checks_required", false),
         ],
     }))
 }
@@ -152,6 +156,8 @@ pub fn to_record_batch(which: Which, studies: &[Study]) -> Result<RecordBatch, E
                         .collect::<Vec<_>>(),
                 )),
                 strings(runs.iter().map(|(_, r)| r.checked_by.clone()).collect()),
+                counts(runs.iter().map(|(_, r)| Some(r.checks.len() as u64)).collect()),
+                counts(runs.iter().map(|(_, r)| Some(u64::from(r.checks_required))).collect()),
             ]
         }
     };
