@@ -10,6 +10,10 @@ The steward's answer (no disclosure control) must equal DuckDB's, or the figures
 compare different work: a mismatch is recorded and fails the run. The commissioner's
 answer is protected (noise, rounding, suppression), so only its time is compared.
 
+`--baseline BINARY` (with `--baseline-env`, and `--poplar-env` for the main server) adds a
+second `poplar serve` answering as a steward, interleaved with the rest: a change's effect
+(a build, an engine setting) measured within one run on this noisy machine.
+
 Output: one JSON line per question and one for the run (start-up, peak RSS, settings)
 appended to `--output`; a Markdown table on stdout."""
 
@@ -36,6 +40,9 @@ from questions import questions  # noqa: E402
 PERSONAL = ["patients", "clinical_events", "medications", "encounters"]
 TABLES = PERSONAL + ["organisations"]
 ENGINES = ["duckdb", "steward", "commissioner"]
+# Where and how `poplar serve` logs a query that spilled to disk (engine/src/gate/answer.rs).
+SPILL_TARGET = "poplar_engine::gate::answer"
+SPILL_MESSAGE = "the query spilled to disk to stay inside its memory limit"
 
 
 def peak_rss_mib(pid="self"):
@@ -122,22 +129,26 @@ class DuckDb:
 class Poplar:
     """One `poplar serve` and an ADBC connection per role."""
 
-    def __init__(self, binary, store, work, flags):
+    def __init__(self, binary, store, work, flags, extra_env=(), roles=("steward", "commissioner")):
         from adbc_driver_flightsql import dbapi as flight_sql
 
+        work.mkdir(parents=True, exist_ok=True)
         users = work / "users.toml"
         users.unlink(missing_ok=True)
         tokens = {}
-        for role in ("steward", "commissioner"):
+        for role in roles:
             out = subprocess.run([binary, "users", "add", f"bench-{role}", "--role", role, "--users", str(users)],
                                  check=True, capture_output=True, text=True)
             tokens[role] = out.stdout.strip()
         self.log = work / "server.log"
+        # The server logs what a query spilled to disk (from the plan's metrics) at info.
+        env = {**os.environ, "POPLAR_LOG": os.environ.get("POPLAR_LOG", "warn") + f",{SPILL_TARGET}=info",
+               **dict(extra_env)}
         started = time.perf_counter()
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(
                 [binary, "serve", "--store", str(store), "--users", str(users), "--addr", "127.0.0.1:0", *flags],
-                stdout=subprocess.PIPE, stderr=log, text=True, env=os.environ)
+                stdout=subprocess.PIPE, stderr=log, text=True, env=env)
         line = self.process.stdout.readline()
         match = re.search(r"grpc://(\S+)", line)
         if not match:
@@ -152,6 +163,17 @@ class Poplar:
             cur.execute("SELECT 1")
             cur.fetch_arrow_table()
         self.ready_seconds = time.perf_counter() - started
+
+    def log_offset(self):
+        return self.log.stat().st_size
+
+    def spilled_since(self, offset):
+        """Queries that spilled, and the bytes they spilled, from the server's log since `offset`."""
+        with open(self.log, "rb") as log:
+            log.seek(offset)
+            lines = [line for line in log.read().decode(errors="replace").splitlines() if SPILL_MESSAGE in line]
+        return {"queries": len(lines),
+                "bytes": sum(int(m.group(1)) for line in lines if (m := re.search(r"spilled_bytes=(\d+)", line)))}
 
     def ask(self, role, sql, want_rows):
         try:
@@ -173,6 +195,13 @@ class Poplar:
         return rss
 
 
+def key_value(text):
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
 def first_practice(store):
     """The first GP practice by code, for the per-organisation question."""
     import pyarrow as pa
@@ -191,13 +220,21 @@ def main():
     parser.add_argument("--output", type=pathlib.Path, required=True)
     parser.add_argument("--only", default=None, help="comma-separated question ids")
     parser.add_argument("--serve-flag", action="append", default=[], help="passed to poplar serve")
+    parser.add_argument("--poplar-env", action="append", default=[], type=key_value,
+                        help="KEY=VALUE in the main server's environment (e.g. a DATAFUSION_* setting)")
+    parser.add_argument("--baseline", default=None, help="a second poplar binary, answering as a steward")
+    parser.add_argument("--baseline-env", action="append", default=[], type=key_value,
+                        help="KEY=VALUE in the baseline server's environment")
     args = parser.parse_args()
 
     store = args.store.resolve()
     files = snapshot_files(store)
     work = pathlib.Path(tempfile.mkdtemp(prefix="poplar-compare-"))
     duck = DuckDb(files)
-    poplar = Poplar(args.poplar, store, work, args.serve_flag)
+    poplar = Poplar(args.poplar, store, work, args.serve_flag, args.poplar_env)
+    baseline = (Poplar(args.baseline, store, work / "baseline", args.serve_flag, args.baseline_env, roles=("steward",))
+                if args.baseline else None)
+    all_engines = ENGINES + (["baseline"] if baseline else [])
     asked = questions(first_practice(store))
     if args.only:
         wanted = set(args.only.split(","))
@@ -206,13 +243,16 @@ def main():
     results = []
     failed = []
     for q in asked:
-        engines = [e for e in ENGINES if not (q.poplar_only and e == "duckdb")]
+        engines = [e for e in all_engines if not (q.poplar_only and e == "duckdb")]
 
         def ask(engine, want_rows=False, sql=q.sql):
             if engine == "duckdb":
                 return duck.ask(sql, want_rows)
+            if engine == "baseline":
+                return baseline.ask("steward", sql, want_rows)
             return poplar.ask(engine, sql, want_rows)
 
+        log_offset = poplar.log_offset()
         warm = {e: ask(e, want_rows=e != "commissioner") for e in engines}
         errors = {e: warm[e][2] for e in engines if warm[e][2]}
         same = None
@@ -221,6 +261,9 @@ def main():
             if not same:
                 failed.append(f"{q.id}: the steward's answer ({len(warm['steward'][1])} rows) differs from DuckDB's "
                               f"({len(warm['duckdb'][1])} rows)")
+        if "baseline" in engines and not {"baseline", "steward"} & errors.keys() \
+                and warm["baseline"][1] != warm["steward"][1]:
+            failed.append(f"{q.id}: the baseline's answer differs from the steward's")
         times = {e: [] for e in engines if e not in errors}
         for i in range(args.iterations):
             order = [e for e in engines if e in times]
@@ -231,30 +274,39 @@ def main():
                     raise RuntimeError(f"{q.id}: {e} failed after its warm-up: {error}")
                 times[e].append(seconds)
         medians = {e: statistics.median(t) for e, t in times.items()}
+        spilled = poplar.spilled_since(log_offset)
         record = {
             "suite": "compare", "question": q.id, "title": q.title, "patients": args.patients,
             "medians_seconds": medians, "seconds": times, "errors": errors, "same_answer_as_duckdb": same,
             "rows": {e: (len(warm[e][1]) if isinstance(warm[e][1], list) else warm[e][1]) for e in engines
                      if e not in errors},
+            "poplar_spilled": spilled,
         }
         if "duckdb" in medians and "steward" in medians:
             record["steward_vs_duckdb"] = medians["steward"] / medians["duckdb"]
         if "commissioner" in medians and "steward" in medians:
             record["commissioner_vs_steward"] = medians["commissioner"] / medians["steward"]
+        if "baseline" in medians and "steward" in medians:
+            record["steward_vs_baseline"] = medians["steward"] / medians["baseline"]
         results.append(record)
         print(f"{q.id}: " + ", ".join(f"{e} {m * 1000:.1f} ms" for e, m in medians.items())
-              + (f"; errors: {errors}" if errors else ""), file=sys.stderr, flush=True)
+              + (f"; errors: {errors}" if errors else "")
+              + (f"; Poplar spilled {spilled['bytes']:,} bytes in {spilled['queries']} of its runs"
+                 if spilled["queries"] else ""), file=sys.stderr, flush=True)
 
     poplar_rss = poplar.close()
+    baseline_rss = baseline.close() if baseline else None
     duck_rss = duck.close()
     run = {
         "suite": "compare-run", "patients": args.patients, "source_rows": args.source_rows,
         "iterations": args.iterations,
         "poplar": {"listening_seconds": poplar.listening_seconds, "ready_seconds": poplar.ready_seconds,
-                   "peak_rss_mib": poplar_rss, "serve_flags": args.serve_flag},
+                   "peak_rss_mib": poplar_rss, "serve_flags": args.serve_flag, "env": dict(args.poplar_env)},
         "duckdb": {"version": duck.version, "threads": duck.threads, "start_seconds": duck.start_seconds,
                    "peak_rss_mib": duck_rss},
         "files": {t: len(f) for t, f in files.items()},
+        **({"baseline": {"binary": args.baseline, "env": dict(args.baseline_env), "peak_rss_mib": baseline_rss,
+                         "ready_seconds": baseline.ready_seconds}} if baseline else {}),
         "machine": {"cores": os.cpu_count(), "os": platform.system(), "arch": platform.machine(),
                     "python": platform.python_version()},
         "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -263,16 +315,24 @@ def main():
         for record in [*results, run]:
             out.write(json.dumps(record) + "\n")
 
-    print(f"| question | DuckDB {duck.version} | Poplar, steward | Poplar, commissioner |")
-    print("| --- | --- | --- | --- |")
+    extra = " Poplar baseline, steward |" if baseline else ""
+    print(f"| question | DuckDB {duck.version} | Poplar, steward | Poplar, commissioner |{extra}")
+    print("| --- | --- | --- | --- |" + (" --- |" if baseline else ""))
     for r in results:
         m = r["medians_seconds"]
-        cell = {e: (f"{m[e] * 1000:,.0f} ms" if e in m else ("refused" if e in r["errors"] else "—")) for e in ENGINES}
+        cell = {e: (f"{m[e] * 1000:,.0f} ms" if e in m else ("refused" if e in r["errors"] else "—"))
+                for e in all_engines}
         if "steward_vs_duckdb" in r:
             cell["steward"] += f" ({r['steward_vs_duckdb']:.2f}×)"
         if "commissioner_vs_steward" in r:
             cell["commissioner"] += f" ({r['commissioner_vs_steward']:.2f}× steward)"
-        print(f"| {r['title']} | {cell['duckdb']} | {cell['steward']} | {cell['commissioner']} |")
+        spill = r["poplar_spilled"]
+        note = (f" (Poplar spilled {spill['bytes'] / 2**20:,.0f} MiB in {spill['queries']} runs)"
+                if spill["queries"] else "")
+        if "steward_vs_baseline" in r:
+            cell["steward"] += f" [{r['steward_vs_baseline']:.2f}× baseline]"
+        print(f"| {r['title']}{note} | {cell['duckdb']} | {cell['steward']} | {cell['commissioner']} |"
+              + (f" {cell['baseline']} |" if baseline else ""))
     print(f"\nPoplar: listening {poplar.listening_seconds:.2f} s, ready {poplar.ready_seconds:.2f} s, "
           f"peak RSS {poplar_rss:,.0f} MiB; DuckDB: peak RSS {duck_rss:,.0f} MiB (its worker process, "
           f"Python included), {duck.threads} threads")

@@ -215,16 +215,20 @@ async fn reference_date(ctx: &SessionContext) -> Result<Option<NaiveDate>, Engin
 }
 
 /// The session every snapshot starts from: Poplar's catalog names, no
-/// `information_schema` (it would list steward-only tables), Poplar's functions.
-fn base_context() -> SessionContext {
-    let config = SessionConfig::new()
+/// `information_schema` (it would list steward-only tables), Poplar's functions. DataFusion's
+/// own settings may be tuned by whoever runs the server through `DATAFUSION_*` environment
+/// variables (`DATAFUSION_EXECUTION_TARGET_PARTITIONS=8`), read by DataFusion; a value that
+/// does not parse stops the server rather than being ignored. Disclosure control does not
+/// depend on them: its rules run in the analyzer, which no setting turns off.
+fn base_context() -> Result<SessionContext, EngineError> {
+    let config = SessionConfig::from_env()?
         .with_default_catalog_and_schema(CATALOG, SCHEMA)
         .with_information_schema(false);
     let ctx = SessionContext::new_with_config(config);
     for udf in udfs::all() {
         ctx.register_udf(udf);
     }
-    ctx
+    Ok(ctx)
 }
 
 /// Register membership as of `on`, served from memory, with a view per register and the
@@ -281,7 +285,7 @@ pub async fn open_snapshot(
     snapshot: Option<Snapshot>,
     extra: &[ExtraTable],
 ) -> Result<SnapshotContext, EngineError> {
-    let ctx = base_context();
+    let ctx = base_context()?;
     let mut steward_only = BTreeSet::new();
     for table in Table::ALL.into_iter().filter(|t| t.is_served()) {
         ctx.register_table(

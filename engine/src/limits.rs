@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use deltalake::datafusion::physical_plan::ExecutionPlan;
 use deltalake::datafusion::sql::parser::Statement;
 use deltalake::datafusion::sql::sqlparser::ast::{Expr, Query, Visit, Visitor};
 
@@ -223,6 +224,40 @@ impl Visitor for Measure {
 
     fn post_visit_expr(&mut self, _expr: &Expr) -> ControlFlow<String> {
         self.leave()
+    }
+}
+
+/// What a query's operators wrote to disk to stay inside its memory pool: the operator
+/// that can spill (a sort, a hash aggregate) does so rather than fail. Read from the plan's
+/// metrics once it has run, for the server's log: an operator then sees which questions
+/// need more memory than a query's share, and a benchmark can show one that spilled and
+/// still completed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Spilled {
+    /// Spill files written.
+    pub spills: usize,
+    pub bytes: usize,
+    pub rows: usize,
+}
+
+impl Spilled {
+    /// Summed over every operator of `plan` (plans are bounded in depth by [`SqlLimits`]).
+    pub fn of(plan: &dyn ExecutionPlan) -> Self {
+        let mut total = plan
+            .metrics()
+            .map(|m| Spilled {
+                spills: m.spill_count().unwrap_or(0),
+                bytes: m.spilled_bytes().unwrap_or(0),
+                rows: m.spilled_rows().unwrap_or(0),
+            })
+            .unwrap_or_default();
+        for child in plan.children() {
+            let below = Spilled::of(child.as_ref());
+            total.spills += below.spills;
+            total.bytes += below.bytes;
+            total.rows += below.rows;
+        }
+        total
     }
 }
 

@@ -129,6 +129,15 @@ fn parse_bytes(text: &str) -> Result<usize, String> {
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    // DataFusion reads its own settings from these (see `poplar_engine::catalog`); say which
+    // are in force, since they change how fast (not what) the server answers.
+    let tuned: Vec<String> = std::env::vars()
+        .filter(|(name, _)| name.starts_with("DATAFUSION_"))
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
+    if !tuned.is_empty() {
+        tracing::info!(settings = %tuned.join(" "), "DataFusion settings from the environment");
+    }
     let tls = args.tls_cert.zip(args.tls_key);
     let scheme = if tls.is_some() { "grpc+tls" } else { "grpc" };
     let running = start(ServeOptions {

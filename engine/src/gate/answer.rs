@@ -7,6 +7,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::execution::SendableRecordBatchStream;
+use deltalake::datafusion::physical_plan::ExecutionPlan;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 
@@ -20,7 +21,7 @@ use crate::EngineError;
 use crate::audit::Outcome;
 use crate::disclosure::ReleaseStats;
 use crate::error::Rule;
-use crate::limits::Slot;
+use crate::limits::{Slot, Spilled};
 
 /// What a non-steward sees when their query fails while running. A run-time error can
 /// quote a value it choked on (a failed cast, say), so its text is for stewards only.
@@ -70,13 +71,16 @@ struct Streaming {
     /// Present until the completing entry has been written.
     guard: Option<AuditGuard>,
     steward: bool,
+    /// The running plan, whose metrics say at the end what it spilled.
+    plan: Arc<dyn ExecutionPlan>,
 }
 
-/// What a running answer holds besides its batches: its slot and its time limit.
+/// What a running answer holds besides its batches: its slot, its time limit and its plan.
 pub(crate) struct Running {
     pub slot: Slot,
     pub deadline: Instant,
     pub time_limit: Duration,
+    pub plan: Arc<dyn ExecutionPlan>,
 }
 
 pub(crate) fn stream(
@@ -94,6 +98,7 @@ pub(crate) fn stream(
         time_limit: running.time_limit,
         guard: Some(guard),
         steward,
+        plan: running.plan,
     };
     let batches = futures::stream::unfold(state, |mut state| async move {
         let guard = state.guard.as_mut()?;
@@ -141,6 +146,15 @@ pub(crate) fn stream(
             }
             Ok(None) => {
                 state.batches = None;
+                let spilled = Spilled::of(state.plan.as_ref());
+                if spilled.spills > 0 {
+                    tracing::info!(
+                        spills = spilled.spills,
+                        spilled_bytes = spilled.bytes,
+                        spilled_rows = spilled.rows,
+                        "the query spilled to disk to stay inside its memory limit"
+                    );
+                }
                 let guard = state.guard.take()?;
                 match guard.finish(Outcome::Answered).await {
                     Ok(()) => None,

@@ -271,6 +271,7 @@ impl Request<'_> {
             return Err(self.fail(e).await);
         }
         let schema = planned.physical.schema();
+        let plan = planned.physical.clone();
         let batches =
             match deltalake::datafusion::physical_plan::execute_stream(planned.physical, planned.session.task_ctx()) {
                 Ok(batches) => batches,
@@ -292,6 +293,7 @@ impl Request<'_> {
             slot,
             deadline,
             time_limit,
+            plan,
         };
         Ok(answer::stream(
             schema,

@@ -1,12 +1,12 @@
 //! Request limits on the hand-built fixture, as the red team sent them: statements just
 //! inside the SQL limits plan and answer on an ordinary test thread's stack (a debug build's
 //! frames are larger than a release build's, so a release server has more room); one past a
-//! limit is refused before anything plans it; a query past its memory is refused with the
-//! memory rule.
+//! limit is refused before anything plans it; a query past its memory spills to disk where
+//! its operators can and is refused with the memory rule where they cannot.
 
 use std::time::Instant;
 
-use poplar_engine::limits::SqlLimits;
+use poplar_engine::limits::{Spilled, SqlLimits};
 use poplar_engine::{Principal, QuerySession, Role, Rule};
 
 use crate::common::{disclosure, fixture, steward};
@@ -103,3 +103,61 @@ async fn a_query_past_its_memory_is_refused_with_the_memory_rule() {
     let refused = tight.sql(sql).await.expect_err("too little memory");
     assert_eq!(refused.rule(), Some(Rule::MemoryLimit), "{refused}");
 }
+
+/// Runs `sql` as a steward with a memory pool of `bytes`: the answer and what it spilled.
+async fn run_within(
+    loaded: &poplar_engine::SnapshotContext,
+    sql: &str,
+    bytes: usize,
+) -> (Vec<arrow::array::RecordBatch>, Spilled) {
+    let session = QuerySession::new(loaded, &steward(), None)
+        .expect("session")
+        .with_memory_limit(bytes)
+        .expect("pool");
+    let plan = session.plan(sql).await.expect("plans");
+    let physical = session
+        .execute(plan)
+        .await
+        .expect("executes")
+        .create_physical_plan()
+        .await
+        .expect("physical plan");
+    let batches = deltalake::datafusion::physical_plan::collect(physical.clone(), session.task_ctx())
+        .await
+        .expect("answers");
+    (batches, Spilled::of(physical.as_ref()))
+}
+
+#[tokio::test]
+async fn a_hash_aggregate_past_its_memory_spills_and_gives_the_same_answer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (loaded, _) = fixture(dir.path()).await;
+    // Half a million groups hold more hash table than the tight pool, so the aggregation
+    // writes its state to disk and merges it back, instead of failing. (No ORDER BY: a
+    // sort reserves memory of its own up front, which a pool this small cannot give it.)
+    let sql = "SELECT value % 500000 AS k, count(*) AS n FROM generate_series(1, 2000000) GROUP BY value % 500000";
+    let groups = |batches: &[arrow::array::RecordBatch]| {
+        use arrow::array::AsArray;
+        use arrow::datatypes::Int64Type;
+        let mut rows: Vec<(i64, i64)> = batches
+            .iter()
+            .flat_map(|b| {
+                let keys = b.column(0).as_primitive::<Int64Type>().clone();
+                let counts = b.column(1).as_primitive::<Int64Type>().clone();
+                (0..b.num_rows()).map(move |r| (keys.value(r), counts.value(r)))
+            })
+            .collect();
+        rows.sort_unstable();
+        rows
+    };
+    let (roomy, roomy_spilled) = run_within(&loaded, sql, 1 << 30).await;
+    assert_eq!(roomy_spilled, Spilled::default(), "nothing spills with room");
+    let (tight, tight_spilled) = run_within(&loaded, sql, TIGHT).await;
+    assert!(tight_spilled.spills > 0 && tight_spilled.bytes > 0, "{tight_spilled:?}");
+    let roomy = groups(&roomy);
+    assert_eq!(roomy.len(), 500_000);
+    assert_eq!(groups(&tight), roomy, "the same answer, spilled or not");
+}
+
+/// A pool the spill test's hash table outgrows.
+const TIGHT: usize = 24 << 20;
