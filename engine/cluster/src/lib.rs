@@ -14,6 +14,7 @@
 //! executors are therefore as trusted as the store they read and must not be reachable by
 //! users; see the README.
 
+use ballista_core::config::TaskSchedulingPolicy;
 use ballista_core::error::BallistaError;
 use ballista_core::extension::SessionConfigExt;
 use ballista_core::registry::BallistaFunctionRegistry;
@@ -128,6 +129,7 @@ pub async fn run_scheduler(options: SchedulerOptions) -> Result<(), ClusterError
         expire_dead_executor_interval_seconds: options.expire_interval.as_secs().clamp(1, timeout),
         no_executors_grace_period_seconds: timeout,
         task_max_failures: options.task_max_failures,
+        scheduling_policy: TaskSchedulingPolicy::PullStaged,
         override_session_builder: Some(session_builder(options.store.clone())),
         override_config_producer: Some(config_producer()),
         override_logical_codec: Some(Arc::new(PoplarLogicalCodec::default())),
@@ -179,6 +181,7 @@ pub async fn run_executor(options: ExecutorOptions) -> Result<(), ClusterError> 
             })
             .transpose()?,
         executor_heartbeat_interval_seconds: options.heartbeat.as_secs().max(1),
+        task_scheduling_policy: TaskSchedulingPolicy::PullStaged,
         // Ballista's own logging set-up is for its binaries; Poplar's goes to stderr.
         print_thread_info: false,
         override_function_registry: Some(Arc::new(function_registry())),
