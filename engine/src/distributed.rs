@@ -413,3 +413,119 @@ impl QueryPlanner for ClusterPlanner {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disclosure::protect::ProtectSpec;
+    use crate::disclosure::{Policy, ReleaseStats};
+    use crate::files::DataFile;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use deltalake::datafusion::catalog::MemTable;
+    use deltalake::datafusion::datasource::provider_as_source;
+    use deltalake::datafusion::functions_aggregate::count::count;
+    use deltalake::datafusion::logical_expr::{LogicalPlanBuilder, lit};
+
+    fn files_table() -> FilesTable {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("person_id", DataType::Int64, false),
+            Field::new("source_org", DataType::Utf8, false),
+        ]));
+        let spec = FilesSpec {
+            table: "patients".into(),
+            store_url: "file://".into(),
+            partition_columns: vec!["source_org".into()],
+            files: vec![DataFile {
+                path: "store/patients/source_org=A1/part-0.parquet".into(),
+                size: 1234,
+                partitions: vec![Some("A1".into())],
+            }],
+        };
+        FilesTable::try_new(schema, spec).expect("files table")
+    }
+
+    fn scan(provider: Arc<dyn TableProvider>) -> LogicalPlanBuilder {
+        LogicalPlanBuilder::scan("t", provider_as_source(provider), None).expect("scan")
+    }
+
+    fn protect(input: LogicalPlan) -> LogicalPlan {
+        let spec = ProtectSpec {
+            policy: Arc::new(Policy::new(vec![7; 32]).expect("policy")),
+            noised: true,
+            cells: Vec::new(),
+            people: 0,
+            question: String::new(),
+            drop_small_groups: false,
+            stats: Arc::new(ReleaseStats::default()),
+        };
+        LogicalPlan::Extension(Extension {
+            node: Arc::new(ProtectNode::try_new(input, Arc::new(spec)).expect("protect")),
+        })
+    }
+
+    fn is_distributed(plan: &LogicalPlan) -> bool {
+        matches!(plan, LogicalPlan::Extension(e) if e.node.as_any().is::<Distributed>())
+    }
+
+    #[test]
+    fn a_cluster_is_a_scheduler_address() {
+        let cluster = Cluster::parse("df://10.0.0.1:50050").expect("df url");
+        assert_eq!(cluster.scheduler_url(), "http://10.0.0.1:50050");
+        for bad in ["10.0.0.1:50050", "df://10.0.0.1", "grpc://h:1", "df://h:1/x", "df://:1"] {
+            assert!(Cluster::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_release_stays_here_and_its_input_goes_to_the_cluster() {
+        let aggregate = scan(Arc::new(files_table()))
+            .aggregate(Vec::<Expr>::new(), vec![count(lit(1))])
+            .expect("aggregate")
+            .build()
+            .expect("plan");
+        let cut = cut_for_cluster(protect(aggregate.clone())).expect("cut");
+        let LogicalPlan::Extension(release) = &cut else {
+            panic!("the root must stay the release: {cut}");
+        };
+        assert!(release.node.as_any().is::<ProtectNode>());
+        assert!(is_distributed(&release.node.inputs()[0].clone()), "{cut}");
+        // No release: all of it goes.
+        assert!(is_distributed(&cut_for_cluster(aggregate).expect("cut")));
+        // A table only this process has keeps its part here.
+        let memory = Arc::new(MemTable::try_new(files_table().schema(), vec![vec![]]).expect("memtable"));
+        let local = scan(memory).build().expect("plan");
+        assert!(!is_distributed(&cut_for_cluster(local).expect("cut")));
+    }
+
+    #[test]
+    fn the_codec_sends_file_lists_and_never_a_release() {
+        let codec = PoplarLogicalCodec::default();
+        let table = files_table();
+        let mut buf = Vec::new();
+        codec
+            .try_encode_table_provider(&TableReference::bare("t"), Arc::new(files_table()), &mut buf)
+            .expect("encode");
+        let decoded = codec
+            .try_decode_table_provider(
+                &buf,
+                &TableReference::bare("t"),
+                table.schema(),
+                &TaskContext::default(),
+            )
+            .expect("decode");
+        let any: &dyn std::any::Any = decoded.as_ref();
+        let decoded = any.downcast_ref::<FilesTable>().expect("a files table");
+        assert_eq!(decoded.spec(), table.spec());
+
+        let release = protect(LogicalPlan::EmptyRelation(
+            deltalake::datafusion::logical_expr::EmptyRelation {
+                produce_one_row: true,
+                schema: Arc::new(deltalake::datafusion::common::DFSchema::empty()),
+            },
+        ));
+        let LogicalPlan::Extension(node) = release else {
+            panic!("an extension");
+        };
+        assert!(codec.try_encode(&node, &mut Vec::new()).is_err());
+    }
+}

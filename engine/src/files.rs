@@ -360,3 +360,89 @@ pub fn register_store(runtime: &RuntimeEnv, store: &Store) -> Result<(), EngineE
     runtime.register_object_store(&url, object_store);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deltalake::datafusion::logical_expr::{col, lit};
+    use deltalake::datafusion::prelude::SessionContext;
+
+    fn table(orgs: &[Option<&str>]) -> FilesTable {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("person_id", DataType::Int64, false),
+            Field::new("source_org", DataType::Utf8, true),
+            Field::new("event_date", DataType::Date32, true),
+        ]));
+        let files = orgs
+            .iter()
+            .enumerate()
+            .map(|(i, org)| DataFile {
+                path: format!("store/t/part-{i}.parquet"),
+                size: 100 + i as u64,
+                partitions: vec![org.map(str::to_string)],
+            })
+            .collect();
+        let spec = FilesSpec {
+            table: "t".into(),
+            store_url: "file://".into(),
+            partition_columns: vec!["source_org".into()],
+            files,
+        };
+        FilesTable::try_new(schema, spec).expect("table")
+    }
+
+    fn kept(table: &FilesTable, filters: &[Expr]) -> Vec<String> {
+        let state = SessionContext::new().state();
+        table
+            .pruned(&state, filters)
+            .expect("pruned")
+            .into_iter()
+            .map(|f| f.path.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_filter_on_the_organisation_drops_other_organisations_files() {
+        let t = table(&[Some("A1"), Some("B2"), None, Some("A1")]);
+        assert_eq!(
+            kept(&t, &[col("source_org").eq(lit("A1"))]),
+            ["store/t/part-0.parquet", "store/t/part-3.parquet"]
+        );
+        // Null partition values never match an equality, and a filter on other columns
+        // keeps every file (the Parquet reader prunes row groups for it).
+        assert_eq!(
+            kept(&t, &[col("source_org").not_eq(lit("A1"))]),
+            ["store/t/part-1.parquet"]
+        );
+        assert_eq!(kept(&t, &[col("person_id").eq(lit(1i64))]).len(), 4);
+        // Several filters: all must hold.
+        assert!(kept(&t, &[col("source_org").eq(lit("A1")), col("source_org").eq(lit("B2"))]).is_empty());
+    }
+
+    #[test]
+    fn partition_columns_must_be_strings_of_the_schema_with_a_value_per_file() {
+        let t = table(&[Some("A1")]);
+        let mut spec = t.spec().clone();
+        spec.partition_columns = vec!["event_date".into()];
+        assert!(FilesTable::try_new(t.schema(), spec).is_err());
+        let mut spec = t.spec().clone();
+        spec.files[0].partitions.clear();
+        assert!(FilesTable::try_new(t.schema(), spec).is_err());
+        let mut spec = t.spec().clone();
+        spec.partition_columns = vec!["missing".into()];
+        assert!(FilesTable::try_new(t.schema(), spec).is_err());
+    }
+
+    #[test]
+    fn object_store_urls_name_the_bucket_or_the_local_file_system() {
+        let s3 = Url::parse("s3://bucket/prefix/store/").expect("url");
+        assert_eq!(store_url(&s3), "s3://bucket");
+        let local = Url::parse("file:///data/store/").expect("url");
+        assert_eq!(store_url(&local), "file://");
+        let table = Url::parse("s3://bucket/prefix/store/patients/").expect("url");
+        assert_eq!(
+            object_path(&table, "source_org=A1/part-0.parquet").expect("path"),
+            "prefix/store/patients/source_org=A1/part-0.parquet"
+        );
+    }
+}
