@@ -61,6 +61,9 @@ fn questions() -> Vec<String> {
             "SELECT c.codelist, count(DISTINCT e.person_id) FROM clinical_events e JOIN codelists c ON e.snomed_code = c.code GROUP BY c.codelist",
             "SELECT source_org, count(*) FROM medications WHERE source_org IN (SELECT ods_code FROM organisations WHERE org_type = 'gp_practice') GROUP BY ROLLUP (source_org)",
             "SELECT count(*) FROM patients WHERE person_id IN (SELECT person_id FROM register_copd)",
+            // Registers as of another date: planned here, their inner plan sent to the cluster.
+            "SELECT register, count(*) FROM registers_on(DATE '2025-03-31') GROUP BY register",
+            "SELECT sex, count(*) FROM population_on(DATE '2025-03-31') GROUP BY sex",
             // A global aggregate over an empty join owes one row (Ballista's adaptive
             // planner answered none: see `Cluster::session_config`).
             "SELECT count(*) FROM patients p JOIN (SELECT person_id FROM clinical_events ORDER BY event_date DESC, person_id LIMIT 1) e ON p.person_id = e.person_id WHERE p.sex = 'none'",
