@@ -157,4 +157,62 @@ async fn a_cluster_answers_as_one_node_and_releases_in_the_front_end() {
         .find("DistributedQueryExec")
         .unwrap_or_else(|| panic!("{explained}"));
     assert!(protect < remote, "{explained}");
+
+    pruning(&dir.path().join("store")).await;
+}
+
+/// What the scheduler plans for a landed table on the cluster: only the files of the
+/// organisation asked for, and the other filters handed to the Parquet reader to prune
+/// row groups (per period: files are sorted by date).
+async fn pruning(root: &std::path::Path) {
+    use deltalake::datafusion::datasource::TableProvider;
+    use deltalake::datafusion::prelude::SessionContext;
+    use deltalake::delta_datafusion::{DeltaScanConfig, DeltaScanNext};
+    use poplar_engine::files::FilesTable;
+    use poplar_loaders::Table;
+
+    let store = Store::parse(&root.display().to_string()).expect("store");
+    let snapshot = poplar_loaders::landing::latest_snapshot(&store)
+        .await
+        .expect("snapshot")
+        .expect("a snapshot");
+    let table = snapshot
+        .open(&store, Table::ClinicalEvents)
+        .await
+        .expect("open")
+        .expect("events");
+    let state = table.snapshot().expect("state");
+    // As the catalog serves it: plain strings, partition values unwrapped.
+    let mut config = DeltaScanConfig::new().with_wrap_partition_values(false);
+    config.schema_force_view_types = false;
+    let scan = DeltaScanNext::new(state.snapshot().clone(), config).expect("delta scan");
+    let files = FilesTable::from_delta(&store, "clinical_events", &table, scan.schema()).expect("files");
+    let all = files.spec().files.len();
+    let org = files.spec().files[0].partitions[0].clone().expect("an organisation");
+    let of_org = files
+        .spec()
+        .files
+        .iter()
+        .filter(|f| f.partitions[0].as_deref() == Some(org.as_str()))
+        .count();
+    assert!(of_org < all, "the region has more than one organisation");
+    let ctx = SessionContext::new();
+    ctx.register_table("events", std::sync::Arc::new(files))
+        .expect("register");
+    let plan = ctx
+        .sql(&format!(
+            "SELECT count(*) FROM events WHERE source_org = '{org}' AND event_date >= DATE '2024-04-01'"
+        ))
+        .await
+        .expect("sql")
+        .create_physical_plan()
+        .await
+        .expect("plan");
+    let text = displayable(plan.as_ref()).indent(true).to_string();
+    let scanned = text.matches(".parquet").count();
+    assert_eq!(scanned, of_org, "only {org}'s files are scanned:\n{text}");
+    assert!(
+        text.contains("predicate=") && text.contains("event_date"),
+        "the date filter prunes row groups:\n{text}"
+    );
 }
