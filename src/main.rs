@@ -4,7 +4,7 @@ mod client;
 mod commands;
 
 use clap::{Parser, Subcommand};
-use commands::{audit, demo, load, measures, optout, serve, sql, studies, synth, users};
+use commands::{audit, cluster, demo, load, measures, optout, serve, sql, studies, synth, users};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -24,6 +24,10 @@ enum Command {
     Load(load::LoadArgs),
     /// Serve Arrow Flight SQL over the landed data.
     Serve(serve::ServeArgs),
+    /// Run an Apache Ballista scheduler for `serve --cluster` (with Poplar's codecs).
+    Scheduler(cluster::SchedulerArgs),
+    /// Run an Apache Ballista executor for `serve --cluster` (reads the store).
+    Executor(cluster::ExecutorArgs),
     /// An interactive SQL shell (or script runner) over Arrow Flight SQL.
     Sql(sql::SqlArgs),
     /// Read the measures service: the catalogue, and a measure's values by area.
@@ -110,6 +114,8 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo::demo(args).await,
             Command::Synth(args) => synth::synth(args),
             Command::Serve(args) => serve::serve(args).await,
+            Command::Scheduler(args) => cluster::scheduler(args).await,
+            Command::Executor(args) => cluster::executor(args).await,
             Command::Sql(args) => sql::sql(args).await,
             Command::Measures { command } => measures::measures(command).await,
             Command::Studies { command } => studies::studies(command).await,

@@ -157,6 +157,7 @@ pub async fn run(work: &Path, store: Store, iterations: usize) -> anyhow::Result
         limits: Default::default(),
         studies: Default::default(),
         optout_key: None,
+        cluster: None,
     })
     .await?;
     let start_seconds = started.elapsed().as_secs_f64();

@@ -8,11 +8,12 @@
 //! services' own tables later) are handed in by the server as [`ExtraTable`]s, so the
 //! catalog depends on none of them.
 
-use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use chrono::NaiveDate;
 use deltalake::datafusion::catalog::MemTable;
 use deltalake::datafusion::datasource::TableProvider;
+use deltalake::datafusion::datasource::empty::EmptyTable;
+use deltalake::datafusion::execution::SessionStateBuilder;
 use deltalake::datafusion::logical_expr::TableType;
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::delta_datafusion::{DeltaScanConfig, DeltaScanNext};
@@ -23,7 +24,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use crate::distributed::Cluster;
+use crate::files::{self, FilesTable};
 use crate::identity::Principal;
+use crate::reference::codelists_table;
 use crate::{EngineError, as_of, derived, sync, udfs};
 
 /// Catalog and schema names clients see.
@@ -136,31 +140,6 @@ impl SnapshotContext {
     }
 }
 
-fn codelists_table() -> Result<Arc<dyn TableProvider>, EngineError> {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("codelist", DataType::Utf8, false),
-        Field::new("code", DataType::Int64, false),
-        Field::new("term", DataType::Utf8, false),
-    ]));
-    let (mut names, mut codes, mut terms) = (Vec::new(), Vec::new(), Vec::new());
-    for list in poplar_queries::all_codelists()? {
-        for code in list.codes {
-            names.push(list.cluster);
-            codes.push(code.id as i64);
-            terms.push(code.term);
-        }
-    }
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        vec![
-            Arc::new(StringArray::from(names)) as ArrayRef,
-            Arc::new(Int64Array::from(codes)),
-            Arc::new(StringArray::from(terms)),
-        ],
-    )?;
-    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
-}
-
 /// Plain Arrow types (`Utf8`, not dictionary or view types) so that every client, ADBC and
 /// JDBC included, gets the schema it was promised in `GetFlightInfo`.
 fn scan_config() -> DeltaScanConfig {
@@ -169,20 +148,34 @@ fn scan_config() -> DeltaScanConfig {
     config
 }
 
+/// A landed table as `snapshot` sees it: a Delta scan on a single node; on a cluster's
+/// front end, the snapshot's Parquet files (see `files`), in the Delta scan's schema.
 async fn landed_provider(
     store: &Store,
     snapshot: Option<&Snapshot>,
     table: Table,
     ctx: &SessionContext,
+    cluster: bool,
 ) -> Result<Arc<dyn TableProvider>, EngineError> {
     if let Some(snapshot) = snapshot
         && let Some(opened) = snapshot.open(store, table).await?
     {
         let scan = DeltaScanNext::new(opened.snapshot()?.snapshot().clone(), scan_config())?;
+        if cluster {
+            return Ok(Arc::new(FilesTable::from_delta(
+                store,
+                table.name(),
+                &opened,
+                scan.schema(),
+            )?));
+        }
         opened.update_datafusion_session(&ctx.state())?;
         return Ok(Arc::new(scan));
     }
     // Never written (e.g. a store with no opt-outs yet): an empty table of the right shape.
+    if cluster {
+        return Ok(Arc::new(EmptyTable::new(table.schema())));
+    }
     Ok(Arc::new(MemTable::try_new(table.schema(), vec![vec![]])?))
 }
 
@@ -215,16 +208,30 @@ async fn reference_date(ctx: &SessionContext) -> Result<Option<NaiveDate>, Engin
 }
 
 /// The session every snapshot starts from: Poplar's catalog names, no
-/// `information_schema` (it would list steward-only tables), Poplar's functions. DataFusion's
-/// own settings may be tuned by whoever runs the server through `DATAFUSION_*` environment
-/// variables (`DATAFUSION_EXECUTION_TARGET_PARTITIONS=8`), read by DataFusion; a value that
-/// does not parse stops the server rather than being ignored. Disclosure control does not
-/// depend on them: its rules run in the analyzer, which no setting turns off.
-fn base_context() -> Result<SessionContext, EngineError> {
+/// `information_schema` (it would list steward-only tables), Poplar's functions. A
+/// cluster's front end also gets Ballista's settings, Poplar's codecs and the planner
+/// that sends work to the cluster (see `distributed`), and reads the store itself for the
+/// parts of plans that run here. DataFusion's own settings may be tuned by whoever runs
+/// the server through `DATAFUSION_*` environment variables
+/// (`DATAFUSION_EXECUTION_TARGET_PARTITIONS=8`), read by DataFusion; a value that does not
+/// parse stops the server rather than being ignored. Disclosure control does not depend on
+/// them: its rules run in the analyzer, which no setting turns off.
+fn base_context(store: &Store, cluster: Option<&Cluster>) -> Result<SessionContext, EngineError> {
     let config = SessionConfig::from_env()?
         .with_default_catalog_and_schema(CATALOG, SCHEMA)
         .with_information_schema(false);
-    let ctx = SessionContext::new_with_config(config);
+    let ctx = match cluster {
+        Some(cluster) => {
+            let state = SessionStateBuilder::new()
+                .with_default_features()
+                .with_config(cluster.session_config(config))
+                .with_query_planner(cluster.planner())
+                .build();
+            files::register_store(state.runtime_env(), store)?;
+            SessionContext::new_with_state(state)
+        }
+        None => SessionContext::new_with_config(config),
+    };
     for udf in udfs::all() {
         ctx.register_udf(udf);
     }
@@ -284,13 +291,14 @@ pub async fn open_snapshot(
     store: &Store,
     snapshot: Option<Snapshot>,
     extra: &[ExtraTable],
+    cluster: Option<&Cluster>,
 ) -> Result<SnapshotContext, EngineError> {
-    let ctx = base_context()?;
+    let ctx = base_context(store, cluster)?;
     let mut steward_only = BTreeSet::new();
     for table in Table::ALL.into_iter().filter(|t| t.is_served()) {
         ctx.register_table(
             table.name(),
-            landed_provider(store, snapshot.as_ref(), table, &ctx).await?,
+            landed_provider(store, snapshot.as_ref(), table, &ctx, cluster.is_some()).await?,
         )?;
         if landed_visibility(table) == Visibility::StewardsOnly {
             steward_only.insert(table.name().to_string());
@@ -311,7 +319,10 @@ pub async fn open_snapshot(
     let mut registers_derived = false;
     if let Some(date) = reference {
         let derived = match &snapshot {
-            Some(s) => derived::read(store, s, &derived::derivation_key(s, date), scan_config()).await?,
+            Some(s) => {
+                let key = derived::derivation_key(s, date);
+                derived::read(store, s, &key, scan_config(), cluster.is_some()).await?
+            }
             None => None,
         };
         registers_derived = derived.is_some();
@@ -346,7 +357,7 @@ pub async fn derive_registers(store: &Store) -> Result<Derived, EngineError> {
     let Some(snapshot) = landing::latest_snapshot(store).await? else {
         return Ok(Derived::NothingLanded);
     };
-    let opened = open_snapshot(store, Some(snapshot.clone()), &[]).await?;
+    let opened = open_snapshot(store, Some(snapshot.clone()), &[], None).await?;
     let Some(reference) = opened.reference_date else {
         return Ok(Derived::NothingLanded);
     };
@@ -380,6 +391,8 @@ pub async fn derive_registers(store: &Store) -> Result<Derived, EngineError> {
 pub struct SnapshotCatalog {
     store: Store,
     extra: Vec<ExtraTable>,
+    /// The cluster that runs queries, if this process is a cluster's front end.
+    cluster: Option<Cluster>,
     current: RwLock<Arc<SnapshotContext>>,
     /// The earlier snapshot last opened for a pinned study run: reproducing runs of one
     /// study asks for the same snapshot again and again.
@@ -388,11 +401,21 @@ pub struct SnapshotCatalog {
 
 impl SnapshotCatalog {
     pub async fn open(store: Store, extra: Vec<ExtraTable>) -> Result<Self, EngineError> {
+        Self::open_with(store, extra, None).await
+    }
+
+    /// Like [`Self::open`]; with a cluster, queries run on it (releases stay here).
+    pub async fn open_with(
+        store: Store,
+        extra: Vec<ExtraTable>,
+        cluster: Option<Cluster>,
+    ) -> Result<Self, EngineError> {
         let snapshot = landing::latest_snapshot(&store).await?;
-        let context = open_snapshot(&store, snapshot, &extra).await?;
+        let context = open_snapshot(&store, snapshot, &extra, cluster.as_ref()).await?;
         Ok(Self {
             store,
             extra,
+            cluster,
             current: RwLock::new(Arc::new(context)),
             pinned: tokio::sync::Mutex::new(None),
         })
@@ -412,7 +435,7 @@ impl SnapshotCatalog {
         {
             return Ok(context.clone());
         }
-        let context = Arc::new(open_snapshot(&self.store, Some(snapshot), &self.extra).await?);
+        let context = Arc::new(open_snapshot(&self.store, Some(snapshot), &self.extra, self.cluster.as_ref()).await?);
         *pinned = Some(context.clone());
         Ok(context)
     }
@@ -428,7 +451,7 @@ impl SnapshotCatalog {
         if latest.as_ref().map(|s| s.id) == self.current().snapshot_id() {
             return Ok(false);
         }
-        let context = Arc::new(open_snapshot(&self.store, latest, &self.extra).await?);
+        let context = Arc::new(open_snapshot(&self.store, latest, &self.extra, self.cluster.as_ref()).await?);
         tracing::info!(snapshot = ?context.snapshot_id(), reference_date = ?context.reference_date, "serving a new snapshot");
         *sync::write(&self.current) = context;
         Ok(true)

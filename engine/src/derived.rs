@@ -27,6 +27,7 @@ use poplar_loaders::{Store, Table};
 use sha2::{Digest, Sha256};
 
 use crate::EngineError;
+use crate::files::FilesTable;
 
 /// The tables register membership is computed from (the reference date is in the key).
 const INPUTS: [Table; 2] = [Table::Patients, Table::ClinicalEvents];
@@ -76,12 +77,15 @@ pub fn derivation_key(snapshot: &Snapshot, reference: NaiveDate) -> String {
 }
 
 /// `register_membership` for `snapshot` from its derived rows, if it has rows derived
-/// from exactly `key`; `None` if it has none or they are stale.
+/// from exactly `key`; `None` if it has none or they are stale. In memory for a single
+/// node; for a cluster's front end (`as_files`), the `_registers` files themselves, so the
+/// executors read them from the store like any table (checked current here all the same).
 pub(crate) async fn read(
     store: &Store,
     snapshot: &Snapshot,
     key: &str,
     config: DeltaScanConfig,
+    as_files: bool,
 ) -> Result<Option<Arc<dyn TableProvider>>, EngineError> {
     let Some(table) = snapshot.open(store, Table::Registers).await? else {
         return Ok(None);
@@ -113,6 +117,10 @@ pub(crate) async fn read(
         return Ok(None);
     };
     let schema = Arc::new(first.schema().project(&[0, 1, 2, 3])?);
+    if as_files {
+        let files = FilesTable::from_delta(store, Table::Registers.name(), &table, schema)?;
+        return Ok(Some(Arc::new(files)));
+    }
     let membership = batches
         .iter()
         .map(|b| b.project(&[0, 1, 2, 3]))

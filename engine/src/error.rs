@@ -194,6 +194,10 @@ pub enum EngineError {
     /// The server itself: binding the address, TLS set-up, a task that died.
     #[error("server: {0}")]
     Server(String),
+    /// A landed table that a cluster cannot read as plain Parquet files (a deletion vector,
+    /// column mapping: see `files`). Never skipped: reading it plainly would be wrong.
+    #[error("table {table} cannot be read on a cluster: {reason}")]
+    NotPlainParquet { table: String, reason: String },
 }
 
 /// What kind of end a request came to: one classification for the gRPC code and the audit
@@ -237,7 +241,8 @@ impl EngineError {
             | EngineError::Config(_)
             | EngineError::ObjectStore(_)
             | EngineError::Audit(_)
-            | EngineError::Server(_) => Class::Internal,
+            | EngineError::Server(_)
+            | EngineError::NotPlainParquet { .. } => Class::Internal,
         }
     }
 

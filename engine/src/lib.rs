@@ -17,7 +17,10 @@
 //!   release → audit) that every transport calls;
 //! - [`flight`]: Arrow Flight SQL over the gate; [`measures`], [`studies`] and
 //!   [`governance`]: Poplar's own services over the gate;
-//! - [`server`]: assembles the above and serves the transports on one port.
+//! - [`server`]: assembles the above and serves the transports on one port;
+//! - [`files`] and [`distributed`]: landed tables as Parquet file lists, and the planner
+//!   and codec that run queries on an Apache Ballista cluster while disclosure control
+//!   stays in this process.
 
 mod as_of;
 pub mod audit;
@@ -26,13 +29,16 @@ pub mod catalog;
 pub mod connections;
 mod derived;
 pub mod disclosure;
+pub mod distributed;
 pub mod error;
+pub mod files;
 pub mod flight;
 pub mod gate;
 pub mod governance;
 pub mod identity;
 pub mod limits;
 pub mod measures;
+pub mod reference;
 pub mod server;
 pub mod session;
 pub mod studies;

@@ -49,6 +49,9 @@ pub struct ServeOptions {
     /// The loaders' pseudonymisation key, if this deployment lets stewards apply opt-out
     /// lists from the console; None: the server never holds it.
     pub optout_key: Option<Arc<poplar_loaders::Pseudonymiser>>,
+    /// A Ballista cluster to run queries on (disclosure control stays here); None: this
+    /// process runs them.
+    pub cluster: Option<crate::distributed::Cluster>,
 }
 
 /// A running server: its bound address and a handle to stop it.
@@ -106,7 +109,7 @@ async fn gate(options: &ServeOptions) -> Result<(Arc<Gate>, Arc<SnapshotCatalog>
         });
     let mut extra = vec![audit_table];
     extra.extend(study_tables);
-    let catalog = Arc::new(SnapshotCatalog::open(options.store.clone(), extra).await?);
+    let catalog = Arc::new(SnapshotCatalog::open_with(options.store.clone(), extra, options.cluster.clone()).await?);
     let disclosure = options
         .disclosure
         .clone()

@@ -201,6 +201,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         limits: poplar_engine::limits::Limits::default(),
         studies: Default::default(),
         optout_key: None,
+        cluster: None,
     })
     .await?;
     let url = format!("grpc://{}", running.addr);

@@ -2,6 +2,7 @@
 //! place and `main.rs` stays a table of contents.
 
 pub mod audit;
+pub mod cluster;
 pub mod demo;
 pub mod load;
 pub mod measures;

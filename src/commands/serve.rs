@@ -4,6 +4,7 @@
 use anyhow::Context;
 use clap::Args;
 use poplar_engine::disclosure::Policy;
+use poplar_engine::distributed::Cluster;
 use poplar_engine::limits::{ConnectionLimits, Limits, QueryLimits, SqlLimits};
 use poplar_engine::server::{ServeOptions, shutdown_signal, start};
 use poplar_loaders::Store;
@@ -56,6 +57,11 @@ pub struct ServeArgs {
     /// key and opt-outs are applied with `poplar optout apply`.
     #[arg(long, env = "POPLAR_OPTOUT_KEY_FILE")]
     optout_key_file: Option<PathBuf>,
+    /// Run queries on an Apache Ballista cluster (`df://HOST:PORT` of a `poplar
+    /// scheduler`); disclosure control and releases stay in this process. Without it this
+    /// process runs every query.
+    #[arg(long, env = "POPLAR_CLUSTER")]
+    cluster: Option<String>,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -160,6 +166,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             )?)),
             None => None,
         },
+        cluster: args.cluster.as_deref().map(Cluster::parse).transpose()?,
     })
     .await?;
     println!("poplar: serving Arrow Flight SQL at {scheme}://{}", running.addr);

@@ -23,6 +23,7 @@ mod release;
 pub mod rule;
 
 use deltalake::datafusion::execution::SessionStateBuilder;
+use deltalake::datafusion::execution::context::QueryPlanner;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -50,6 +51,12 @@ impl Disclosure {
     }
 }
 
+/// The query planner a session's configuration carries for disclosure control to install
+/// (a cluster's front end: `distributed::ClusterPlanner`, which plans every `Protect` here
+/// as this module's planner does); without one, [`PoplarQueryPlanner`].
+#[derive(Debug)]
+pub struct SessionPlanner(pub Arc<dyn QueryPlanner + Send + Sync>);
+
 /// Install disclosure control for `principal` into a session being built: the analyzer
 /// rule (which refuses or rewrites every plan) and the planner that knows the release
 /// operator. `stats` collects what the releases did, for the audit log; `steward_only`
@@ -67,9 +74,20 @@ pub fn install(
         stats,
         steward_only,
     };
+    // A cluster's front end plans releases with its own planner, which keeps them here
+    // and sends the rest to the cluster; a single node plans everything itself.
+    let mut builder = builder;
+    let planner: Arc<dyn QueryPlanner + Send + Sync> = match builder
+        .config()
+        .as_ref()
+        .and_then(|c| c.get_extension::<SessionPlanner>())
+    {
+        Some(carried) => carried.0.clone(),
+        None => Arc::new(PoplarQueryPlanner),
+    };
     // Error-free after disclosure control: it then also covers the hidden release columns.
     builder
         .with_analyzer_rule(Arc::new(rule))
         .with_analyzer_rule(Arc::new(error_free::ErrorFree))
-        .with_query_planner(Arc::new(PoplarQueryPlanner))
+        .with_query_planner(planner)
 }

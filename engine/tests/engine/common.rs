@@ -519,6 +519,7 @@ pub async fn serve_landed(
         limits,
         studies: Default::default(),
         optout_key: None,
+        cluster: None,
     })
     .await
     .expect("serve");

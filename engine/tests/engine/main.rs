@@ -4,10 +4,12 @@
 //! audit log's tamper evidence, the request path over gRPC from a real Flight client, and
 //! the limits on what a request may be and use, and FHIR feeds as real systems send them
 //! landing end to end onto the registers, a store from an older Poplar taking new rows,
-//! approved studies from submission to a released, reproducible output, and the SQL fuzz
-//! corpus replayed through the policy entry point.
+//! approved studies from submission to a released, reproducible output, the SQL fuzz
+//! corpus replayed through the policy entry point, and the same questions on an
+//! in-process Ballista cluster.
 
 mod audit;
+mod cluster;
 mod common;
 mod derived;
 mod disclosure;

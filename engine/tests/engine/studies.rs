@@ -308,6 +308,7 @@ async fn a_study_from_submission_to_a_released_reproducible_output() {
         limits: Default::default(),
         studies: Default::default(),
         optout_key: None,
+        cluster: None,
     })
     .await
     .expect("restart");

@@ -125,7 +125,8 @@ impl ExecutionPlan for ProtectExec {
     }
 }
 
-struct ProtectPlanner;
+/// Plans a `Protect` node as [`ProtectExec`] (the single-node and the cluster planner both).
+pub(crate) struct ProtectPlanner;
 
 #[async_trait::async_trait]
 impl ExtensionPlanner for ProtectPlanner {

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use super::policy::Policy;
 
+pub(crate) use exec::ProtectPlanner;
 pub use exec::{PoplarQueryPlanner, ProtectExec};
 pub use node::ProtectNode;
 
