@@ -11,8 +11,10 @@ compare different work: a mismatch is recorded and fails the run. The commission
 answer is protected (noise, rounding, suppression), so only its time is compared.
 
 `--baseline BINARY` (with `--baseline-env`, and `--poplar-env` for the main server) adds a
-second `poplar serve` answering as a steward, interleaved with the rest: a change's effect
-(a build, an engine setting) measured within one run on this noisy machine.
+second `poplar serve` answering as a steward and as a commissioner, interleaved with the
+rest: a change's effect (a build, an engine setting) measured within one run on this noisy
+machine. Both servers answer the same questions as the same roles, so each has the same
+workload (a server that also answers commissioners holds more memory).
 
 Output: one JSON line per question and one for the run (start-up, peak RSS, settings)
 appended to `--output`; a Markdown table on stdout."""
@@ -232,9 +234,9 @@ def main():
     work = pathlib.Path(tempfile.mkdtemp(prefix="poplar-compare-"))
     duck = DuckDb(files)
     poplar = Poplar(args.poplar, store, work, args.serve_flag, args.poplar_env)
-    baseline = (Poplar(args.baseline, store, work / "baseline", args.serve_flag, args.baseline_env, roles=("steward",))
+    baseline = (Poplar(args.baseline, store, work / "baseline", args.serve_flag, args.baseline_env)
                 if args.baseline else None)
-    all_engines = ENGINES + (["baseline"] if baseline else [])
+    all_engines = ENGINES + (["baseline", "baseline_commissioner"] if baseline else [])
     asked = questions(first_practice(store))
     if args.only:
         wanted = set(args.only.split(","))
@@ -250,10 +252,12 @@ def main():
                 return duck.ask(sql, want_rows)
             if engine == "baseline":
                 return baseline.ask("steward", sql, want_rows)
+            if engine == "baseline_commissioner":
+                return baseline.ask("commissioner", sql, want_rows)
             return poplar.ask(engine, sql, want_rows)
 
         log_offset = poplar.log_offset()
-        warm = {e: ask(e, want_rows=e != "commissioner") for e in engines}
+        warm = {e: ask(e, want_rows=not e.endswith("commissioner")) for e in engines}
         errors = {e: warm[e][2] for e in engines if warm[e][2]}
         same = None
         if "duckdb" in engines and not {"duckdb", "steward"} & errors.keys():
@@ -288,6 +292,8 @@ def main():
             record["commissioner_vs_steward"] = medians["commissioner"] / medians["steward"]
         if "baseline" in medians and "steward" in medians:
             record["steward_vs_baseline"] = medians["steward"] / medians["baseline"]
+        if "baseline_commissioner" in medians and "commissioner" in medians:
+            record["commissioner_vs_baseline"] = medians["commissioner"] / medians["baseline_commissioner"]
         results.append(record)
         print(f"{q.id}: " + ", ".join(f"{e} {m * 1000:.1f} ms" for e, m in medians.items())
               + (f"; errors: {errors}" if errors else "")
@@ -315,9 +321,9 @@ def main():
         for record in [*results, run]:
             out.write(json.dumps(record) + "\n")
 
-    extra = " Poplar baseline, steward |" if baseline else ""
+    extra = " Poplar baseline, steward | Poplar baseline, commissioner |" if baseline else ""
     print(f"| question | DuckDB {duck.version} | Poplar, steward | Poplar, commissioner |{extra}")
-    print("| --- | --- | --- | --- |" + (" --- |" if baseline else ""))
+    print("| --- | --- | --- | --- |" + (" --- | --- |" if baseline else ""))
     for r in results:
         m = r["medians_seconds"]
         cell = {e: (f"{m[e] * 1000:,.0f} ms" if e in m else ("refused" if e in r["errors"] else "—"))
@@ -331,8 +337,10 @@ def main():
                 if spill["queries"] else "")
         if "steward_vs_baseline" in r:
             cell["steward"] += f" [{r['steward_vs_baseline']:.2f}× baseline]"
+        if "commissioner_vs_baseline" in r:
+            cell["commissioner"] += f" [{r['commissioner_vs_baseline']:.2f}× baseline]"
         print(f"| {r['title']}{note} | {cell['duckdb']} | {cell['steward']} | {cell['commissioner']} |"
-              + (f" {cell['baseline']} |" if baseline else ""))
+              + (f" {cell['baseline']} | {cell['baseline_commissioner']} |" if baseline else ""))
     print(f"\nPoplar: listening {poplar.listening_seconds:.2f} s, ready {poplar.ready_seconds:.2f} s, "
           f"peak RSS {poplar_rss:,.0f} MiB; DuckDB: peak RSS {duck_rss:,.0f} MiB (its worker process, "
           f"Python included), {duck.threads} threads")

@@ -151,6 +151,13 @@ GROUP BY date_trunc('month', start_date)""",
 GROUP BY least(n, 200)""",
         ),
         Question(
+            "person_code_pairs_spill",
+            "codes recorded per person: a hash table of every (person, code) pair, past a query's memory share",
+            """SELECT least(n, 50) AS times_recorded, count(*) AS person_codes FROM (
+  SELECT person_id, snomed_code, count(*) AS n FROM clinical_events GROUP BY person_id, snomed_code) per_pair
+GROUP BY least(n, 50)""",
+        ),
+        Question(
             "register_membership",
             "every register by practice (Poplar's register_membership, kept per snapshot)",
             """SELECT register, practice, count(*) AS people FROM register_membership GROUP BY register, practice""",
