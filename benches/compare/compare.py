@@ -224,9 +224,14 @@ def main():
     parser.add_argument("--serve-flag", action="append", default=[], help="passed to poplar serve")
     parser.add_argument("--poplar-env", action="append", default=[], type=key_value,
                         help="KEY=VALUE in the main server's environment (e.g. a DATAFUSION_* setting)")
-    parser.add_argument("--baseline", default=None, help="a second poplar binary, answering as a steward")
+    parser.add_argument("--baseline", default=None, help="a second poplar binary, answering as a steward and as a commissioner")
     parser.add_argument("--baseline-env", action="append", default=[], type=key_value,
                         help="KEY=VALUE in the baseline server's environment")
+    parser.add_argument("--baseline-serve-flag", action="append", default=None,
+                        help="passed to the baseline's poplar serve instead of --serve-flag")
+    parser.add_argument("--baseline-without-serve-flags", action="store_true",
+                        help="the baseline gets no --serve-flag (e.g. one server beside a cluster's front end: "
+                             "--serve-flag=--cluster --serve-flag=df://HOST:PORT --baseline-without-serve-flags)")
     args = parser.parse_args()
 
     store = args.store.resolve()
@@ -234,7 +239,9 @@ def main():
     work = pathlib.Path(tempfile.mkdtemp(prefix="poplar-compare-"))
     duck = DuckDb(files)
     poplar = Poplar(args.poplar, store, work, args.serve_flag, args.poplar_env)
-    baseline = (Poplar(args.baseline, store, work / "baseline", args.serve_flag, args.baseline_env)
+    baseline_flags = ([] if args.baseline_without_serve_flags
+                      else args.serve_flag if args.baseline_serve_flag is None else args.baseline_serve_flag)
+    baseline = (Poplar(args.baseline, store, work / "baseline", baseline_flags, args.baseline_env)
                 if args.baseline else None)
     all_engines = ENGINES + (["baseline", "baseline_commissioner"] if baseline else [])
     asked = questions(first_practice(store))
@@ -311,7 +318,8 @@ def main():
         "duckdb": {"version": duck.version, "threads": duck.threads, "start_seconds": duck.start_seconds,
                    "peak_rss_mib": duck_rss},
         "files": {t: len(f) for t, f in files.items()},
-        **({"baseline": {"binary": args.baseline, "env": dict(args.baseline_env), "peak_rss_mib": baseline_rss,
+        **({"baseline": {"binary": args.baseline, "env": dict(args.baseline_env), "serve_flags": baseline_flags,
+                         "peak_rss_mib": baseline_rss,
                          "ready_seconds": baseline.ready_seconds}} if baseline else {}),
         "machine": {"cores": os.cpu_count(), "os": platform.system(), "arch": platform.machine(),
                     "python": platform.python_version()},
