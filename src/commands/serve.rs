@@ -136,10 +136,11 @@ fn parse_bytes(text: &str) -> Result<usize, String> {
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // DataFusion reads its own settings from these (see `poplar_engine::catalog`); say which
-    // are in force, since they change how fast (not what) the server answers.
-    let tuned: Vec<String> = std::env::vars()
-        .filter(|(name, _)| name.starts_with("DATAFUSION_"))
-        .map(|(name, value)| format!("{name}={value}"))
+    // are in force, since they change how fast (not what) the server answers. Names only:
+    // some settings carry secrets (Parquet decryption keys).
+    let tuned: Vec<String> = std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| name.starts_with("DATAFUSION_"))
         .collect();
     if !tuned.is_empty() {
         tracing::info!(settings = %tuned.join(" "), "DataFusion settings from the environment");
