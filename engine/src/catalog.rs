@@ -217,7 +217,8 @@ async fn reference_date(ctx: &SessionContext) -> Result<Option<NaiveDate>, Engin
 /// parse stops the server rather than being ignored. Disclosure control does not depend on
 /// them: its rules run in the analyzer, which no setting turns off.
 fn base_context(store: &Store, cluster: Option<&Cluster>) -> Result<SessionContext, EngineError> {
-    let config = SessionConfig::from_env()?
+    let config = SessionConfig::from_env()
+        .map_err(|e| EngineError::Config(format!("a DATAFUSION_* environment variable does not parse: {e}")))?
         .with_default_catalog_and_schema(CATALOG, SCHEMA)
         .with_information_schema(false);
     let ctx = match cluster {
