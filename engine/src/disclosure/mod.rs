@@ -8,7 +8,9 @@
 //! - [`noise`]: sticky noise; [`policy`]: the settings and their floors;
 //! - [`budget`]: the per-user daily limit on answers for noised roles;
 //! - [`error_free`]: the analyzer rule that leaves nothing in a plan that can fail on a
-//!   value (errors would be a side channel).
+//!   value (errors would be a side channel);
+//! - [`redundant_join_keys`]: the optimizer rule that takes back the cost of enforcing
+//!   "same person" where the user's own join key already says it.
 //!
 //! [`install`] puts all of it into a session, the one way any request gets it.
 
@@ -19,6 +21,7 @@ pub mod noise;
 pub mod people;
 pub mod policy;
 pub mod protect;
+pub mod redundant_join_keys;
 mod release;
 pub mod rule;
 
@@ -89,5 +92,6 @@ pub fn install(
     builder
         .with_analyzer_rule(Arc::new(rule))
         .with_analyzer_rule(Arc::new(error_free::ErrorFree))
+        .with_optimizer_rule(Arc::new(redundant_join_keys::RedundantJoinKeys))
         .with_query_planner(planner)
 }
