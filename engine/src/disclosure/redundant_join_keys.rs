@@ -14,7 +14,7 @@
 //! It is exact: a key is dropped only when, on every row, its left column equals (or is
 //! NULL together with) an earlier key's left column, and likewise on the right, which this
 //! rule proves by tracing each column back through projections that only rename, aliases,
-//! filters, sorts, limits and joins to one column of one plan node. The enforcement is
+//! filters, sorts, limits, joins and plain group keys to one column of one plan node. The enforcement is
 //! therefore kept in meaning: the remaining key compares the same values. A key it cannot
 //! trace (an expression, a column from an aggregate or a union) is kept.
 
@@ -97,7 +97,8 @@ fn origin_of(plan: &LogicalPlan, key: &Expr) -> Option<Origin> {
 /// Follow `column` of `plan` down to the node that computes it. Every step keeps the value
 /// of each row: a renaming projection passes the value on; an alias renames; a filter,
 /// sort or limit keeps rows whole; a join passes a side's value or NULL for both columns of
-/// that side at once (so two columns traced to one origin are equal or NULL together).
+/// that side at once (so two columns traced to one origin are equal or NULL together); a
+/// group key holds the value its group's rows share.
 fn trace(plan: &LogicalPlan, column: Column) -> Origin {
     let stop = |plan: &LogicalPlan, column: Column| Origin {
         node: std::ptr::from_ref(plan),
@@ -120,6 +121,19 @@ fn trace(plan: &LogicalPlan, column: Column) -> Origin {
             }
             _ => stop(plan, column),
         },
+        // A group key's value is its rows' value, so two group keys traced to one origin
+        // are equal in every group. Not with grouping sets: a set that leaves one key out
+        // sets it NULL while the other keeps its value.
+        LogicalPlan::Aggregate(a) => {
+            let is_grouping_set = a.group_expr.iter().any(|e| matches!(e, Expr::GroupingSet(_)));
+            match a.schema.index_of_column(&column) {
+                Ok(index) if !is_grouping_set && index < a.group_expr.len() => match unalias(&a.group_expr[index]) {
+                    Expr::Column(inner) => trace(&a.input, inner.clone()),
+                    _ => stop(plan, column),
+                },
+                _ => stop(plan, column),
+            }
+        }
         LogicalPlan::Filter(f) => trace(&f.input, column),
         LogicalPlan::Sort(s) => trace(&s.input, column),
         LogicalPlan::Limit(l) => trace(&l.input, column),
@@ -216,6 +230,34 @@ mod tests {
         let keys = [("a.person_id", "sq.person_id"), ("a.__ppl_pid", "sq.__ppl_pid")];
         let (_, after) = joined(people("a", false), right, JoinType::LeftSemi, keys);
         assert_eq!(after, ["a.person_id = sq.person_id"]);
+    }
+
+    #[test]
+    fn through_a_per_person_aggregate() {
+        // (SELECT person_id, count(*) … GROUP BY person_id) as disclosure control leaves it:
+        // grouped by person_id and by the hidden pid.
+        let per_person = |name: &str, rollup: bool| {
+            let keys = vec![col(format!("{name}.person_id")), col(format!("{name}.__ppl_pid"))];
+            let group = if rollup {
+                vec![Expr::GroupingSet(
+                    deltalake::datafusion::logical_expr::GroupingSet::Rollup(keys),
+                )]
+            } else {
+                keys
+            };
+            people(name, false)
+                .aggregate(
+                    group,
+                    vec![deltalake::datafusion::functions_aggregate::count::count(lit(1_i64))],
+                )
+                .expect("aggregate")
+        };
+        let keys = [("a.person_id", "b.person_id"), ("a.__ppl_pid", "b.__ppl_pid")];
+        let (changed, _) = joined(people("a", false), per_person("b", false), JoinType::Inner, keys);
+        assert!(changed);
+        // ROLLUP nulls person_id in a row where __ppl_pid keeps its value: not the same column.
+        let (changed, _) = joined(people("a", false), per_person("b", true), JoinType::Inner, keys);
+        assert!(!changed);
     }
 
     #[test]
