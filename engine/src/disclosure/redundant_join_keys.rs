@@ -77,6 +77,16 @@ impl OptimizerRule for RedundantJoinKeys {
     }
 }
 
+/// Whether `a` and `b`, both columns of `plan`, hold the same value on every row (both
+/// traced to one origin). The analyzer asks it before enforcing "same person" on a
+/// window's partition that already is the person.
+pub(super) fn same_values(plan: &LogicalPlan, a: &Expr, b: &Expr) -> bool {
+    match (origin_of(plan, a), origin_of(plan, b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
 /// Where a column's values come from: one column of one plan node (by address: the two
 /// keys of one side are traced through the same subtree, so the same node is the same
 /// address).

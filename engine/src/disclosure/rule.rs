@@ -36,6 +36,7 @@ use std::sync::Arc;
 use super::lineage::{self, Lineage};
 use super::policy::Policy;
 use super::protect::ReleaseStats;
+use super::redundant_join_keys::same_values;
 use crate::error::{EngineError, Rule};
 
 /// The hidden column carrying each person-level row's `person_id`.
@@ -622,7 +623,12 @@ impl Rewriter<'_> {
                             "a window over people's records must PARTITION BY person_id",
                         );
                     }
-                    if let Some(pid) = &pid {
+                    // Enforced unless the partition already holds the pid's very values
+                    // (`PARTITION BY person_id` over a scan): a second key would only
+                    // make the sort and the partitioning compare twice.
+                    if let Some(pid) = &pid
+                        && !params.partition_by.iter().any(|p| same_values(&input, p, pid))
+                    {
                         params.partition_by.push(pid.clone());
                     }
                     Ok(Transformed::yes(Expr::WindowFunction(wf)))
