@@ -529,7 +529,7 @@ impl Rewriter<'_> {
 
         // Per person: GROUP BY person_id (as a bare column). Adding the hidden pid as a key
         // changes nothing when the key really is the person, and keeps it per person when
-        // it is only dressed up as one.
+        // it is only dressed up as one; where it provably is the person, it is not added.
         if !tainted_keys.is_empty() {
             if matches!(a.group_expr.as_slice(), [Expr::GroupingSet(_)]) {
                 return refuse(
@@ -548,9 +548,31 @@ impl Rewriter<'_> {
             }
             let taint = output_taint(&a.aggr_expr, true);
             let lineage = output_lineage(&a.aggr_expr, true);
-            let mut group = a.group_expr;
-            group.push(pid);
-            let plan = LogicalPlan::Aggregate(Aggregate::try_new(Arc::new(input), group, a.aggr_expr)?);
+            let plan = match a.group_expr.iter().position(|k| same_values(&input, k, &pid)) {
+                // GROUP BY person_id over a scan: the key already is the pid, so it is not
+                // grouped on twice (a second hash key per row); the pid column the nodes
+                // above expect is that key again, under the pid's name.
+                Some(person_key) => {
+                    let Expr::Column(pid_name) = &pid else {
+                        return refuse(Rule::AggregateOnly, "internal: the pid is not a column");
+                    };
+                    let width = a.group_expr.len();
+                    let aggregate = Aggregate::try_new(Arc::new(input), a.group_expr, a.aggr_expr)?;
+                    let column = |i: usize| {
+                        let (q, f) = aggregate.schema.qualified_field(i);
+                        Expr::Column(Column::new(q.cloned(), f.name()))
+                    };
+                    let mut exprs: Vec<Expr> = (0..width).map(column).collect();
+                    exprs.push(column(person_key).alias_qualified(pid_name.relation.clone(), PID));
+                    exprs.extend((width..aggregate.schema.fields().len()).map(column));
+                    LogicalPlan::Projection(Projection::try_new(exprs, Arc::new(LogicalPlan::Aggregate(aggregate)))?)
+                }
+                None => {
+                    let mut group = a.group_expr;
+                    group.push(pid);
+                    LogicalPlan::Aggregate(Aggregate::try_new(Arc::new(input), group, a.aggr_expr)?)
+                }
+            };
             return Ok((
                 plan,
                 Flow {
