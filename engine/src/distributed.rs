@@ -47,6 +47,9 @@ use crate::disclosure::protect::{ProtectNode, ProtectPlanner};
 use crate::files::{FilesSpec, FilesTable};
 use crate::reference::Codelists;
 
+/// How long a front end waits for its scheduler to accept a connection at start.
+const SCHEDULER_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Where a Poplar front end sends work: a Ballista scheduler.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cluster {
@@ -74,6 +77,26 @@ impl Cluster {
 
     pub fn scheduler_url(&self) -> &str {
         &self.scheduler_url
+    }
+
+    /// Whether the scheduler accepts connections. A front end checks before it serves: one
+    /// that cannot reach its cluster would otherwise start and then fail every query.
+    pub async fn check_reachable(&self) -> Result<(), EngineError> {
+        let address = self.scheduler_url.trim_start_matches("http://");
+        let unreachable = |reason: String| {
+            EngineError::Config(format!(
+                "--cluster: cannot reach the Ballista scheduler at {address} ({reason}); \
+                 start `poplar scheduler` there first, or check the address"
+            ))
+        };
+        match tokio::time::timeout(SCHEDULER_CONNECT_TIMEOUT, tokio::net::TcpStream::connect(address)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(unreachable(e.to_string())),
+            Err(_) => Err(unreachable(format!(
+                "no answer in {} s",
+                SCHEDULER_CONNECT_TIMEOUT.as_secs()
+            ))),
+        }
     }
 
     /// The planner of this cluster's front end: releases here, the rest on the cluster.
@@ -425,6 +448,20 @@ mod tests {
     use deltalake::datafusion::datasource::provider_as_source;
     use deltalake::datafusion::functions_aggregate::count::count;
     use deltalake::datafusion::logical_expr::{LogicalPlanBuilder, lit};
+
+    #[tokio::test]
+    async fn a_front_end_checks_that_its_scheduler_answers() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let cluster = Cluster::parse(&format!("df://127.0.0.1:{port}")).expect("parse");
+        cluster.check_reachable().await.expect("reachable while listening");
+        drop(listener);
+        let err = cluster.check_reachable().await.expect_err("nothing listens now");
+        let message = err.to_string();
+        assert!(matches!(err, EngineError::Config(_)), "{message}");
+        assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
+        assert!(message.contains("poplar scheduler"), "{message}");
+    }
 
     fn files_table() -> FilesTable {
         let schema = Arc::new(Schema::new(vec![

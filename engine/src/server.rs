@@ -107,6 +107,9 @@ async fn gate(options: &ServeOptions) -> Result<(Arc<Gate>, Arc<SnapshotCatalog>
             provider: Arc::new(StudiesTable::new(options.store.clone(), which)),
             visibility: Visibility::StewardsOnly,
         });
+    if let Some(cluster) = &options.cluster {
+        cluster.check_reachable().await?;
+    }
     let mut extra = vec![audit_table];
     extra.extend(study_tables);
     let catalog = Arc::new(SnapshotCatalog::open_with(options.store.clone(), extra, options.cluster.clone()).await?);
