@@ -25,8 +25,6 @@ use deltalake::datafusion::logical_expr::{Expr, Join, LogicalPlan};
 use deltalake::datafusion::optimizer::optimizer::ApplyOrder;
 use deltalake::datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 
-use super::rule::unalias;
-
 /// See the module documentation.
 #[derive(Debug, Default)]
 pub struct RedundantJoinKeys;
@@ -84,6 +82,14 @@ pub(super) fn same_values(plan: &LogicalPlan, a: &Expr, b: &Expr) -> bool {
     match (origin_of(plan, a), origin_of(plan, b)) {
         (Some(a), Some(b)) => a == b,
         _ => false,
+    }
+}
+
+/// The expression under any aliases (the analyzer rule uses it too).
+pub(super) fn unalias(expr: &Expr) -> &Expr {
+    match expr {
+        Expr::Alias(a) => unalias(&a.expr),
+        other => other,
     }
 }
 

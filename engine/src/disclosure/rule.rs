@@ -37,6 +37,8 @@ use super::lineage::{self, Lineage};
 use super::policy::Policy;
 use super::protect::ReleaseStats;
 use super::redundant_join_keys::same_values;
+// Shared with `release`; defined beside the optimizer rule, which the analyzer rule uses.
+pub(super) use super::redundant_join_keys::unalias;
 use crate::error::{EngineError, Rule};
 
 /// The hidden column carrying each person-level row's `person_id`.
@@ -143,13 +145,6 @@ pub(super) fn is_tainted_column(expr: &Expr, schema: &DFSchema, tainted: &[bool]
         Expr::Alias(a) => is_tainted_column(&a.expr, schema, tainted),
         Expr::Column(c) => schema.maybe_index_of_column(c).is_some_and(|i| tainted[i]),
         _ => false,
-    }
-}
-
-pub(super) fn unalias(expr: &Expr) -> &Expr {
-    match expr {
-        Expr::Alias(a) => unalias(&a.expr),
-        other => other,
     }
 }
 
