@@ -6,7 +6,7 @@
 
 use deltalake::datafusion::common::{Result, ScalarValue};
 use deltalake::datafusion::functions::math::expr_fn::abs;
-use deltalake::datafusion::functions_aggregate::expr_fn::max;
+use deltalake::datafusion::functions_aggregate::expr_fn::{count, max};
 use deltalake::datafusion::logical_expr::expr::AggregateFunction;
 use deltalake::datafusion::logical_expr::utils::grouping_set_to_exprlist;
 use deltalake::datafusion::logical_expr::{Aggregate, Expr, Extension, LogicalPlan, lit};
@@ -17,6 +17,7 @@ use super::lineage::{self, Lineage};
 use super::people;
 use super::policy::SmallGroups;
 use super::protect::{Cell, ProtectNode, ProtectSpec};
+use super::redundant_join_keys::same_values;
 use super::rule::{Flow, Rewriter, pid_column, reads_tainted, refuse, unalias};
 use crate::error::Rule;
 
@@ -42,6 +43,7 @@ impl Rewriter<'_> {
         let mut hidden: Vec<Expr> = vec![people::udaf().call(vec![pid.clone()]).alias(PEOPLE)];
         let first_hidden = aggr_expr.len();
         let mut value_cells = Vec::new();
+        let mut placeholders = Vec::new();
         for (i, e) in aggr_expr.iter().enumerate() {
             let Expr::AggregateFunction(AggregateFunction { func, params }) = unalias(e) else {
                 return refuse(
@@ -64,6 +66,21 @@ impl Rewriter<'_> {
                     .unwrap_or_else(|| lit(ScalarValue::Int64(Some(0))))
             };
             let cell = match name.as_str() {
+                // `count(DISTINCT person_id)` over rows whose pid is that very person_id
+                // counts the people `poplar_people` counts already: the release reads it
+                // from there, and the aggregate computes a cheap placeholder under the
+                // column's name rather than a second set of the same people.
+                "count"
+                    if params.distinct
+                        && params.filter.is_none()
+                        && matches!(params.args.as_slice(), [arg] if same_values(&input, arg, &pid)) =>
+                {
+                    placeholders.push((i, count(lit(1_i64)).alias(&text)));
+                    Cell::Count {
+                        conditional: false,
+                        of_people: true,
+                    }
+                }
                 // Counting people (or their records) is what Poplar is for, person_id included.
                 "count" => Cell::Count {
                     conditional: params.filter.is_some()
@@ -71,6 +88,7 @@ impl Rewriter<'_> {
                             .args
                             .iter()
                             .any(|a| !matches!(unalias(a), Expr::Literal(..) | Expr::Column(_))),
+                    of_people: false,
                 },
                 _ if args_tainted => {
                     return refuse(
@@ -107,6 +125,9 @@ impl Rewriter<'_> {
         }
 
         let mut all = aggr_expr;
+        for (i, placeholder) in placeholders {
+            all[i] = placeholder;
+        }
         let hidden_count = hidden.len();
         all.extend(hidden);
         let aggregate = Aggregate::try_new(Arc::new(input), group_expr, all)?;

@@ -67,6 +67,8 @@ async fn utility(loaded: &SnapshotContext) {
         "SELECT CAST(imd_decile AS VARCHAR), count(DISTINCT person_id) FROM registered_population GROUP BY imd_decile"
             .into(),
     );
+    // Released from the release's own count of people (no second set): the same values.
+    questions.push("SELECT setting, count(DISTINCT person_id) FROM encounters GROUP BY setting".into());
     let (mut cells, mut suppressed) = (0, 0);
     for sql in &questions {
         let truth = keyed(loaded, &steward(), sql).await;

@@ -47,8 +47,11 @@ pub enum Cell {
     /// `count(…)`: suppressed 1–7 and below k people, noised, rounded. A *conditional*
     /// count (`count(CASE …)`, `FILTER (WHERE …)`) counts a subgroup the group's size says
     /// nothing about, so its zero is suppressed too: otherwise 0 against `*` would tell
-    /// whether anyone matches the condition.
-    Count { conditional: bool },
+    /// whether anyone matches the condition. `of_people`: the user's own
+    /// `count(DISTINCT person_id)` where that column provably is the pid; its value is the
+    /// release's own count of people per group (the aggregate computes a placeholder under
+    /// the column's name instead of a second set of the same people).
+    Count { conditional: bool, of_people: bool },
     /// `sum(x)`: withheld below k people, noised in proportion to the largest value, rounded.
     /// `scale` is the input column holding `max(abs(x))` for the group.
     Sum { scale: usize },

@@ -98,9 +98,9 @@ pub(super) fn release(
                 columns.push(column.clone());
                 continue;
             }
-            Cell::Count { conditional } => {
+            Cell::Count { conditional, of_people } => {
                 let conditional = *conditional;
-                let counts = as_i64(column)?;
+                let counts = if *of_people { people.clone() } else { as_i64(column)? };
                 let mut hidden = vec![false; rows];
                 let out = (0..rows)
                     .map(|r| {
