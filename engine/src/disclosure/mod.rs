@@ -10,7 +10,8 @@
 //! - [`error_free`]: the analyzer rule that leaves nothing in a plan that can fail on a
 //!   value (errors would be a side channel);
 //! - [`redundant_join_keys`]: the optimizer rule that takes back the cost of enforcing
-//!   "same person" where the user's own join key already says it.
+//!   "same person" where the user's own join key already says it, with `same_values`
+//!   (whether two columns provably hold the same values) shared with the analyzer rule.
 //!
 //! [`install`] puts all of it into a session, the one way any request gets it.
 
@@ -24,6 +25,7 @@ pub mod protect;
 pub mod redundant_join_keys;
 mod release;
 pub mod rule;
+mod same_values;
 
 use deltalake::datafusion::execution::SessionStateBuilder;
 use deltalake::datafusion::execution::context::QueryPlanner;

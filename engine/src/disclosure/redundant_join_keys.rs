@@ -13,17 +13,17 @@
 //!
 //! It is exact: a key is dropped only when, on every row, its left column equals (or is
 //! NULL together with) an earlier key's left column, and likewise on the right, which this
-//! rule proves by tracing each column back through projections that only rename, aliases,
-//! filters, sorts, limits, joins and plain group keys to one column of one plan node. The enforcement is
+//! rule proves by tracing each column to its origin (`same_values`). The enforcement is
 //! therefore kept in meaning: the remaining key compares the same values. A key it cannot
 //! trace (an expression, a column from an aggregate or a union) is kept.
 
-use deltalake::datafusion::common::Column;
 use deltalake::datafusion::common::Result;
 use deltalake::datafusion::common::tree_node::Transformed;
-use deltalake::datafusion::logical_expr::{Expr, Join, LogicalPlan};
+use deltalake::datafusion::logical_expr::{Join, LogicalPlan};
 use deltalake::datafusion::optimizer::optimizer::ApplyOrder;
 use deltalake::datafusion::optimizer::{OptimizerConfig, OptimizerRule};
+
+use super::same_values::{Origin, origin_of};
 
 /// See the module documentation.
 #[derive(Debug, Default)]
@@ -75,103 +75,12 @@ impl OptimizerRule for RedundantJoinKeys {
     }
 }
 
-/// Whether `a` and `b`, both columns of `plan`, hold the same value on every row (both
-/// traced to one origin). The analyzer asks it before enforcing "same person" on a
-/// window's partition that already is the person.
-pub(super) fn same_values(plan: &LogicalPlan, a: &Expr, b: &Expr) -> bool {
-    match (origin_of(plan, a), origin_of(plan, b)) {
-        (Some(a), Some(b)) => a == b,
-        _ => false,
-    }
-}
-
-/// The expression under any aliases (the analyzer rule uses it too).
-pub(super) fn unalias(expr: &Expr) -> &Expr {
-    match expr {
-        Expr::Alias(a) => unalias(&a.expr),
-        other => other,
-    }
-}
-
-/// Where a column's values come from: one column of one plan node (by address: the two
-/// keys of one side are traced through the same subtree, so the same node is the same
-/// address).
-#[derive(Debug, PartialEq, Eq)]
-struct Origin {
-    node: *const LogicalPlan,
-    column: Column,
-}
-
-/// The origin of a join key on the side `plan`, if the key is a column.
-fn origin_of(plan: &LogicalPlan, key: &Expr) -> Option<Origin> {
-    let Expr::Column(column) = key else {
-        return None;
-    };
-    Some(trace(plan, column.clone()))
-}
-
-/// Follow `column` of `plan` down to the node that computes it. Every step keeps the value
-/// of each row: a renaming projection passes the value on; an alias renames; a filter,
-/// sort or limit keeps rows whole; a join passes a side's value or NULL for both columns of
-/// that side at once (so two columns traced to one origin are equal or NULL together); a
-/// group key holds the value its group's rows share.
-fn trace(plan: &LogicalPlan, column: Column) -> Origin {
-    let stop = |plan: &LogicalPlan, column: Column| Origin {
-        node: std::ptr::from_ref(plan),
-        column,
-    };
-    match plan {
-        LogicalPlan::Projection(p) => {
-            let Ok(index) = p.schema.index_of_column(&column) else {
-                return stop(plan, column);
-            };
-            match p.expr.get(index).map(unalias) {
-                Some(Expr::Column(inner)) => trace(&p.input, inner.clone()),
-                _ => stop(plan, column),
-            }
-        }
-        LogicalPlan::SubqueryAlias(a) => match a.schema.index_of_column(&column) {
-            Ok(index) if index < a.input.schema().fields().len() => {
-                let (qualifier, field) = a.input.schema().qualified_field(index);
-                trace(&a.input, Column::new(qualifier.cloned(), field.name()))
-            }
-            _ => stop(plan, column),
-        },
-        // A group key's value is its rows' value, so two group keys traced to one origin
-        // are equal in every group. Not with grouping sets: a set that leaves one key out
-        // sets it NULL while the other keeps its value.
-        LogicalPlan::Aggregate(a) => {
-            let is_grouping_set = a.group_expr.iter().any(|e| matches!(e, Expr::GroupingSet(_)));
-            match a.schema.index_of_column(&column) {
-                Ok(index) if !is_grouping_set && index < a.group_expr.len() => match unalias(&a.group_expr[index]) {
-                    Expr::Column(inner) => trace(&a.input, inner.clone()),
-                    _ => stop(plan, column),
-                },
-                _ => stop(plan, column),
-            }
-        }
-        LogicalPlan::Filter(f) => trace(&f.input, column),
-        LogicalPlan::Sort(s) => trace(&s.input, column),
-        LogicalPlan::Limit(l) => trace(&l.input, column),
-        LogicalPlan::Join(j) => {
-            if j.left.schema().has_column(&column) {
-                trace(&j.left, column)
-            } else if j.right.schema().has_column(&column) {
-                trace(&j.right, column)
-            } else {
-                stop(plan, column)
-            }
-        }
-        _ => stop(plan, column),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use arrow::datatypes::{DataType, Field, Schema};
     use deltalake::datafusion::common::JoinType;
-    use deltalake::datafusion::logical_expr::{LogicalPlanBuilder, col, lit, table_scan};
+    use deltalake::datafusion::logical_expr::{Expr, LogicalPlanBuilder, col, lit, table_scan};
     use deltalake::datafusion::optimizer::OptimizerContext;
 
     /// A person table `name` as disclosure control leaves it: `person_id`, `code`, and the

@@ -17,8 +17,8 @@ use super::lineage::{self, Lineage};
 use super::people;
 use super::policy::SmallGroups;
 use super::protect::{Cell, ProtectNode, ProtectSpec};
-use super::redundant_join_keys::same_values;
-use super::rule::{Flow, Rewriter, pid_column, reads_tainted, refuse, unalias};
+use super::rule::{Flow, Rewriter, pid_column, reads_tainted, refuse};
+use super::same_values::{same_values, unalias};
 use crate::error::Rule;
 
 const PEOPLE: &str = "__ppl_people";

@@ -36,9 +36,7 @@ use std::sync::Arc;
 use super::lineage::{self, Lineage};
 use super::policy::Policy;
 use super::protect::ReleaseStats;
-use super::redundant_join_keys::same_values;
-// Shared with `release`; defined beside the optimizer rule, which the analyzer rule uses.
-pub(super) use super::redundant_join_keys::unalias;
+use super::same_values::same_values;
 use crate::error::{EngineError, Rule};
 
 /// The hidden column carrying each person-level row's `person_id`.
