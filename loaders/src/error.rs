@@ -38,6 +38,8 @@ pub enum LoaderError {
     Arrow(#[from] arrow::error::ArrowError),
     #[error("landed table {table} is inconsistent: {reason}")]
     Inconsistent { table: String, reason: String },
+    #[error("parsing deliveries was cancelled before it finished (the runtime is shutting down)")]
+    ParseCancelled,
     #[error("synthetic generator: {0}")]
     Synth(String),
     #[cfg(feature = "storage")]

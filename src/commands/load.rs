@@ -33,7 +33,8 @@ pub struct LoadArgs {
     /// Pseudonymisation key file (else POPLAR_PSEUDONYM_KEY).
     #[arg(long, env = "POPLAR_KEY_FILE")]
     key_file: Option<PathBuf>,
-    /// Most source rows parsed and committed together.
+    /// Most source rows parsed and committed together (the next group is parsed while
+    /// one lands, so two groups may be in memory).
     #[arg(long, default_value_t = poplar_loaders::load::DEFAULT_GROUP_ROWS, env = "POPLAR_LOAD_GROUP_ROWS")]
     group_rows: u64,
     /// Largest data file a delivery may send, in bytes; a larger file (or a manifest
