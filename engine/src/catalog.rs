@@ -251,18 +251,18 @@ async fn register_registers(
     let on = format!("DATE '{}'", on.format("%Y-%m-%d"));
     let started = std::time::Instant::now();
     let from_derived = derived.is_some();
-    let membership = match derived {
+    let membership: Arc<dyn TableProvider> = match derived {
         Some(members) => members,
         None => {
             let latest = collect_table(ctx, &poplar_queries::registers::latest_codes_sql(&on)).await?;
             ctx.register_table(as_of::LATEST_CODES, latest)?;
-            let membership = collect_table(
-                ctx,
-                &poplar_queries::registers::membership_sql(as_of::LATEST_CODES, &on),
-            )
-            .await?;
+            let df = ctx
+                .sql(&poplar_queries::registers::membership_sql(as_of::LATEST_CODES, &on))
+                .await?;
+            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+            let members = df.collect().await?;
             ctx.deregister_table(as_of::LATEST_CODES)?;
-            membership
+            crate::membership::in_memory(schema, members, ctx.copied_config().target_partitions())?
         }
     };
     ctx.register_table(REGISTER_MEMBERSHIP, membership)?;
@@ -322,7 +322,15 @@ pub async fn open_snapshot(
         let derived = match &snapshot {
             Some(s) => {
                 let key = derived::derivation_key(s, date);
-                derived::read(store, s, &key, scan_config(), cluster.is_some()).await?
+                derived::read(
+                    store,
+                    s,
+                    &key,
+                    scan_config(),
+                    cluster.is_some(),
+                    ctx.copied_config().target_partitions(),
+                )
+                .await?
             }
             None => None,
         };

@@ -18,7 +18,6 @@ use std::sync::{Arc, LazyLock};
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::SchemaRef;
 use chrono::NaiveDate;
-use deltalake::datafusion::catalog::MemTable;
 use deltalake::datafusion::datasource::TableProvider;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::delta_datafusion::{DeltaScanConfig, DeltaScanNext};
@@ -78,7 +77,8 @@ pub fn derivation_key(snapshot: &Snapshot, reference: NaiveDate) -> String {
 
 /// `register_membership` for `snapshot` from its derived rows, if it has rows derived
 /// from exactly `key`; `None` if it has none or they are stale. In memory for a single
-/// node; for a cluster's front end (`as_files`), the `_registers` files themselves, so the
+/// node (split over `partitions`, its key declared once checked: `membership`); for a
+/// cluster's front end (`as_files`), the `_registers` files themselves, so the
 /// executors read them from the store like any table (checked current here all the same).
 pub(crate) async fn read(
     store: &Store,
@@ -86,6 +86,7 @@ pub(crate) async fn read(
     key: &str,
     config: DeltaScanConfig,
     as_files: bool,
+    partitions: usize,
 ) -> Result<Option<Arc<dyn TableProvider>>, EngineError> {
     let Some(table) = snapshot.open(store, Table::Registers).await? else {
         return Ok(None);
@@ -125,7 +126,7 @@ pub(crate) async fn read(
         .iter()
         .map(|b| b.project(&[0, 1, 2, 3]))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Some(Arc::new(MemTable::try_new(schema, vec![membership])?)))
+    Ok(Some(crate::membership::in_memory(schema, membership, partitions)?))
 }
 
 /// `members` (batches of `register_membership`) as rows of `_registers`, each saying it was

@@ -38,6 +38,7 @@ pub mod governance;
 pub mod identity;
 pub mod limits;
 pub mod measures;
+mod membership;
 pub mod reference;
 pub mod server;
 pub mod session;

@@ -55,15 +55,19 @@ pub fn codec() -> BallistaCodec {
 }
 
 /// Every function a plan from a Poplar front end may call: DataFusion's, Poplar's SQL
-/// functions, and `poplar_people` (which users cannot call: only the release rewrite
+/// functions, and `poplar_people` and its set-free variant (which users cannot call: only the release rewrite
 /// writes it, and the front end's analyzer has already run).
 pub fn function_registry() -> BallistaFunctionRegistry {
     let mut registry = BallistaFunctionRegistry::default();
     for udf in poplar_engine::udfs::all() {
         registry.scalar_functions.insert(udf.name().to_string(), Arc::new(udf));
     }
-    let people = poplar_engine::disclosure::people::udaf();
-    registry.aggregate_functions.insert(people.name().to_string(), people);
+    for people in [
+        poplar_engine::disclosure::people::udaf(),
+        poplar_engine::disclosure::people::udaf_of_unique_rows(),
+    ] {
+        registry.aggregate_functions.insert(people.name().to_string(), people);
+    }
     registry
 }
 
@@ -77,6 +81,7 @@ pub fn session_builder(store: Store) -> SessionBuilder {
             state.register_udf(Arc::new(udf))?;
         }
         state.register_udaf(poplar_engine::disclosure::people::udaf())?;
+        state.register_udaf(poplar_engine::disclosure::people::udaf_of_unique_rows())?;
         Ok(state)
     })
 }

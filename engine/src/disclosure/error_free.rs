@@ -153,8 +153,9 @@ pub const SAFE_AGGREGATES: &[&str] = &[
     "var_sample",
     "grouping",
     // Poplar's own, added by the release rewrite only (no session can call it by name):
-    // a hash-set insert per row and a wrapping sum.
+    // a hash-set insert per row and a wrapping sum (or, over unique rows, a count and the sum).
     "poplar_people",
+    "poplar_people_of_unique_rows",
 ];
 
 /// Window functions that never fail on a value.

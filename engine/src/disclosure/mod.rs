@@ -4,7 +4,8 @@
 //! - [`rule`]: the analyzer rule that refuses or rewrites every plan, with [`release`]
 //!   building each release point;
 //! - [`protect`]: the release operator that suppresses, noises and rounds;
-//! - [`people`]: distinct people and their digest per release group, in one pass;
+//! - [`people`]: distinct people and their digest per release group, in one pass (without
+//!   a set where `unique_rows` proves each person is at most one row of a group);
 //! - [`noise`]: sticky noise; [`policy`]: the settings and their floors;
 //! - [`budget`]: the per-user daily limit on answers for noised roles;
 //! - [`error_free`]: the analyzer rule that leaves nothing in a plan that can fail on a
@@ -26,6 +27,7 @@ pub mod redundant_join_keys;
 mod release;
 pub mod rule;
 mod same_values;
+mod unique_rows;
 
 use deltalake::datafusion::execution::SessionStateBuilder;
 use deltalake::datafusion::execution::context::QueryPlanner;

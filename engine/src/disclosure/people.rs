@@ -15,6 +15,12 @@
 //! Output: a struct of `people` and `digest` (both Int64, never NULL). The partial state
 //! is the list of distinct person ids per group, as for `count(DISTINCT …)`: partial
 //! aggregates of one group may share people, so only the set can merge exactly.
+//!
+//! `poplar_people_of_unique_rows(__ppl_pid)` gives the same output without a set, for an
+//! input the release has proven holds each person at most once per group (a table's
+//! verified key covered by the group keys and the pid: `unique_rows`): then the people
+//! are the rows with a pid and the digest is the plain sum of their mixes. Its partial
+//! state is that count and sum, which merge by adding.
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Int64Array, Int64Builder, ListArray, ListBuilder, StructArray,
@@ -34,13 +40,22 @@ use std::sync::{Arc, LazyLock};
 /// The function's name in plans (`EXPLAIN` shows it; users cannot call it: it is not in
 /// any session's function registry).
 pub const NAME: &str = "poplar_people";
+/// The name of the set-free variant, for inputs with one row per person per group.
+pub const NAME_OF_UNIQUE_ROWS: &str = "poplar_people_of_unique_rows";
 /// The fields of its struct output.
 pub const PEOPLE_FIELD: &str = "people";
 pub const DIGEST_FIELD: &str = "digest";
 
 /// The aggregate function, shared by every plan.
 pub fn udaf() -> Arc<AggregateUDF> {
-    static UDAF: LazyLock<Arc<AggregateUDF>> = LazyLock::new(|| Arc::new(AggregateUDF::from(PoplarPeople::default())));
+    static UDAF: LazyLock<Arc<AggregateUDF>> = LazyLock::new(|| Arc::new(AggregateUDF::from(PoplarPeople::new(false))));
+    UDAF.clone()
+}
+
+/// The set-free variant (`NAME_OF_UNIQUE_ROWS`): only for an input the release has proven
+/// holds each person at most once per group, where it answers exactly as [`udaf`] does.
+pub fn udaf_of_unique_rows() -> Arc<AggregateUDF> {
+    static UDAF: LazyLock<Arc<AggregateUDF>> = LazyLock::new(|| Arc::new(AggregateUDF::from(PoplarPeople::new(true))));
     UDAF.clone()
 }
 
@@ -77,22 +92,26 @@ pub fn read(output: &ArrayRef) -> Result<(Int64Array, Int64Array)> {
     Ok((field(PEOPLE_FIELD)?, field(DIGEST_FIELD)?))
 }
 
+/// `poplar_people`, or its set-free variant where `of_unique_rows`: the same output, the
+/// same signature; only the accumulators and their partial state differ.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct PoplarPeople {
     signature: Signature,
+    of_unique_rows: bool,
 }
 
-impl Default for PoplarPeople {
-    fn default() -> Self {
+impl PoplarPeople {
+    fn new(of_unique_rows: bool) -> Self {
         Self {
             signature: Signature::exact(vec![DataType::Int64], Volatility::Immutable),
+            of_unique_rows,
         }
     }
 }
 
 impl AggregateUDFImpl for PoplarPeople {
     fn name(&self) -> &str {
-        NAME
+        if self.of_unique_rows { NAME_OF_UNIQUE_ROWS } else { NAME }
     }
 
     fn signature(&self) -> &Signature {
@@ -108,6 +127,21 @@ impl AggregateUDFImpl for PoplarPeople {
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        if self.of_unique_rows {
+            // The count and the digest sum so far.
+            return Ok(vec![
+                Arc::new(Field::new(
+                    format_state_name(args.name, PEOPLE_FIELD),
+                    DataType::Int64,
+                    false,
+                )),
+                Arc::new(Field::new(
+                    format_state_name(args.name, DIGEST_FIELD),
+                    DataType::Int64,
+                    false,
+                )),
+            ]);
+        }
         Ok(vec![Arc::new(Field::new_list(
             format_state_name(args.name, "people"),
             Field::new_list_field(DataType::Int64, true),
@@ -116,7 +150,11 @@ impl AggregateUDFImpl for PoplarPeople {
     }
 
     fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(PeopleAccumulator::default()))
+        Ok(if self.of_unique_rows {
+            Box::new(UniqueRowsAccumulator::default())
+        } else {
+            Box::new(PeopleAccumulator::default())
+        })
     }
 
     fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
@@ -124,7 +162,149 @@ impl AggregateUDFImpl for PoplarPeople {
     }
 
     fn create_groups_accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(PeopleGroupsAccumulator::default()))
+        Ok(if self.of_unique_rows {
+            Box::new(UniqueRowsGroupsAccumulator::default())
+        } else {
+            Box::new(PeopleGroupsAccumulator::default())
+        })
+    }
+}
+
+/// Per group: how many people and the wrapping sum of their mixes.
+#[derive(Debug, Default)]
+struct Tallies {
+    people: Vec<i64>,
+    digests: Vec<u64>,
+}
+
+impl Tallies {
+    fn resize(&mut self, groups: usize) {
+        self.people.resize(groups, 0);
+        self.digests.resize(groups, 0);
+    }
+
+    fn add(&mut self, group: usize, people: i64, digest: u64) {
+        self.people[group] += people;
+        self.digests[group] = self.digests[group].wrapping_add(digest);
+    }
+
+    fn take(&mut self, emit_to: EmitTo) -> (Vec<i64>, Vec<u64>) {
+        (
+            emit_to.take_needed(&mut self.people),
+            emit_to.take_needed(&mut self.digests),
+        )
+    }
+}
+
+/// Grouped, over rows with one per person per group: the tallies are the answer.
+#[derive(Debug, Default)]
+struct UniqueRowsGroupsAccumulator {
+    tallies: Tallies,
+}
+
+/// One group's partial state as the two Int64 columns of the state fields.
+fn unique_rows_state(people: Vec<i64>, digests: Vec<u64>) -> Vec<ArrayRef> {
+    let digests: Vec<i64> = digests.into_iter().map(|d| d as i64).collect();
+    vec![
+        Arc::new(Int64Array::from(people)) as ArrayRef,
+        Arc::new(Int64Array::from(digests)) as ArrayRef,
+    ]
+}
+
+impl GroupsAccumulator for UniqueRowsGroupsAccumulator {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.tallies.resize(total_num_groups);
+        each_row(values[0].as_primitive::<Int64Type>(), opt_filter, |r, pid| {
+            self.tallies.add(group_indices[r], 1, mix(pid));
+        });
+        Ok(())
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let (people, digests) = self.tallies.take(emit_to);
+        Ok(output(people, digests))
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let (people, digests) = self.tallies.take(emit_to);
+        Ok(unique_rows_state(people, digests))
+    }
+
+    fn merge_batch(&mut self, values: &[ArrayRef], group_indices: &[usize], total_num_groups: usize) -> Result<()> {
+        self.tallies.resize(total_num_groups);
+        let people = values[0].as_primitive::<Int64Type>();
+        let digests = values[1].as_primitive::<Int64Type>();
+        for (row, &group) in group_indices.iter().enumerate() {
+            if people.is_valid(row) && digests.is_valid(row) {
+                self.tallies.add(group, people.value(row), digests.value(row) as u64);
+            }
+        }
+        Ok(())
+    }
+
+    fn convert_to_state(&self, values: &[ArrayRef], opt_filter: Option<&BooleanArray>) -> Result<Vec<ArrayRef>> {
+        let pids = values[0].as_primitive::<Int64Type>();
+        let mut people = vec![0; pids.len()];
+        let mut digests = vec![0; pids.len()];
+        each_row(pids, opt_filter, |r, pid| {
+            people[r] = 1;
+            digests[r] = mix(pid);
+        });
+        Ok(unique_rows_state(people, digests))
+    }
+
+    fn size(&self) -> usize {
+        self.tallies.people.capacity() * size_of::<i64>() + self.tallies.digests.capacity() * size_of::<u64>()
+    }
+}
+
+/// Ungrouped, over rows with one per person.
+#[derive(Debug, Default)]
+struct UniqueRowsAccumulator {
+    people: i64,
+    digest: u64,
+}
+
+impl Accumulator for UniqueRowsAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        each_row(values[0].as_primitive::<Int64Type>(), None, |_, pid| {
+            self.people += 1;
+            self.digest = self.digest.wrapping_add(mix(pid));
+        });
+        Ok(())
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        ScalarValue::try_from_array(&output(vec![self.people], vec![self.digest]), 0)
+    }
+
+    fn size(&self) -> usize {
+        size_of::<Self>()
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(vec![
+            ScalarValue::Int64(Some(self.people)),
+            ScalarValue::Int64(Some(self.digest as i64)),
+        ])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let people = states[0].as_primitive::<Int64Type>();
+        let digests = states[1].as_primitive::<Int64Type>();
+        for row in 0..people.len() {
+            if people.is_valid(row) && digests.is_valid(row) {
+                self.people += people.value(row);
+                self.digest = self.digest.wrapping_add(digests.value(row) as u64);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -161,31 +341,23 @@ fn each_row(values: &Int64Array, filter: Option<&BooleanArray>, mut f: impl FnMu
 #[derive(Debug, Default)]
 struct PeopleGroupsAccumulator {
     seen: HashSet<(usize, i64), RandomState>,
-    people: Vec<i64>,
-    digests: Vec<u64>,
+    tallies: Tallies,
 }
 
 impl PeopleGroupsAccumulator {
-    fn resize(&mut self, groups: usize) {
-        self.people.resize(groups, 0);
-        self.digests.resize(groups, 0);
-    }
-
     fn add(&mut self, group: usize, pid: i64) {
         if self.seen.insert((group, pid)) {
-            self.people[group] += 1;
-            self.digests[group] = self.digests[group].wrapping_add(mix(pid));
+            self.tallies.add(group, 1, mix(pid));
         }
     }
 
     /// Takes the first `n` groups' sets out (renumbering the rest), in group order.
     fn take_sets(&mut self, emit_to: EmitTo) -> (Vec<i64>, Vec<u64>, Vec<Vec<i64>>) {
         let n = match emit_to {
-            EmitTo::All => self.people.len(),
+            EmitTo::All => self.tallies.people.len(),
             EmitTo::First(n) => n,
         };
-        let people = emit_to.take_needed(&mut self.people);
-        let digests = emit_to.take_needed(&mut self.digests);
+        let (people, digests) = self.tallies.take(emit_to);
         let mut sets: Vec<Vec<i64>> = people.iter().map(|&c| Vec::with_capacity(c as usize)).collect();
         let mut remaining = HashSet::with_hasher(RandomState::default());
         for (group, pid) in self.seen.drain() {
@@ -208,15 +380,14 @@ impl GroupsAccumulator for PeopleGroupsAccumulator {
         opt_filter: Option<&BooleanArray>,
         total_num_groups: usize,
     ) -> Result<()> {
-        self.resize(total_num_groups);
+        self.tallies.resize(total_num_groups);
         let pids = values[0].as_primitive::<Int64Type>();
         each_row(pids, opt_filter, |r, pid| self.add(group_indices[r], pid));
         Ok(())
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let people = emit_to.take_needed(&mut self.people);
-        let digests = emit_to.take_needed(&mut self.digests);
+        let (people, digests) = self.tallies.take(emit_to);
         match emit_to {
             EmitTo::All => self.seen.clear(),
             EmitTo::First(n) => {
@@ -254,7 +425,7 @@ impl GroupsAccumulator for PeopleGroupsAccumulator {
     }
 
     fn merge_batch(&mut self, values: &[ArrayRef], group_indices: &[usize], total_num_groups: usize) -> Result<()> {
-        self.resize(total_num_groups);
+        self.tallies.resize(total_num_groups);
         let lists = values[0].as_list::<i32>();
         let pids = lists.values().as_primitive::<Int64Type>();
         let offsets = lists.offsets();
@@ -287,8 +458,8 @@ impl GroupsAccumulator for PeopleGroupsAccumulator {
 
     fn size(&self) -> usize {
         self.seen.capacity() * size_of::<(usize, i64)>()
-            + self.people.capacity() * size_of::<i64>()
-            + self.digests.capacity() * size_of::<u64>()
+            + self.tallies.people.capacity() * size_of::<i64>()
+            + self.tallies.digests.capacity() * size_of::<u64>()
     }
 }
 
@@ -453,6 +624,67 @@ mod tests {
         merged
             .merge_batch(&[state[0].to_array().expect("accumulator")])
             .expect("accumulator");
+        merged.update_batch(&[pids(&[2])]).expect("accumulator");
+        let ScalarValue::Struct(out) = merged.evaluate().expect("accumulator") else {
+            panic!("a struct")
+        };
+        let (people, digest) = read(&(out as ArrayRef)).expect("accumulator");
+        assert_eq!((people.value(0), digest.value(0)), (3, digest_of(&[1, 2, 3])));
+    }
+
+    #[test]
+    fn over_unique_rows_the_set_free_variant_answers_as_the_set_does() {
+        // One row per person per group, split over two partial aggregates and the
+        // skip-partial path: the same people and digest as the set.
+        let (values, groups) = (pids(&[1, 2, 3, 4, 9]), [0usize, 0, 1, 0, 1]);
+        let mut with_set = PeopleGroupsAccumulator::default();
+        with_set
+            .update_batch(std::slice::from_ref(&values), &groups, None, 2)
+            .expect("accumulator");
+        let expected = evaluated(&mut with_set);
+        let mut left = UniqueRowsGroupsAccumulator::default();
+        left.update_batch(&[pids(&[1, 2, 3])], &[0, 0, 1], None, 2)
+            .expect("accumulator");
+        let mut right = UniqueRowsGroupsAccumulator::default();
+        right
+            .update_batch(&[pids(&[4, 9])], &[0, 1], None, 2)
+            .expect("accumulator");
+        let mut merged = UniqueRowsGroupsAccumulator::default();
+        for mut part in [left, right] {
+            let state = part.state(EmitTo::All).expect("accumulator");
+            merged.merge_batch(&state, &[0, 1], 2).expect("accumulator");
+        }
+        let out = merged.evaluate(EmitTo::All).expect("accumulator");
+        let (people, digest) = read(&out).expect("accumulator");
+        assert_eq!((people.values().to_vec(), digest.values().to_vec()), expected);
+        let rows = UniqueRowsGroupsAccumulator::default()
+            .convert_to_state(&[values], None)
+            .expect("accumulator");
+        let mut from_rows = UniqueRowsGroupsAccumulator::default();
+        from_rows.merge_batch(&rows, &groups, 2).expect("accumulator");
+        let out = from_rows.evaluate(EmitTo::All).expect("accumulator");
+        let (people, digest) = read(&out).expect("accumulator");
+        assert_eq!((people.values().to_vec(), digest.values().to_vec()), expected);
+    }
+
+    #[test]
+    fn the_set_free_variant_counts_rows_so_it_is_only_for_proven_unique_rows() {
+        // What the release's proof guards against: a repeated person counts twice here.
+        let mut acc = UniqueRowsGroupsAccumulator::default();
+        let values: ArrayRef = Arc::new(Int64Array::from(vec![Some(5), Some(5), None]));
+        acc.update_batch(&[values], &[0, 0, 0], None, 1).expect("accumulator");
+        let out = acc.evaluate(EmitTo::All).expect("accumulator");
+        assert_eq!(read(&out).expect("accumulator").0.values().to_vec(), vec![2]);
+        let mut one = UniqueRowsAccumulator::default();
+        one.update_batch(&[pids(&[3, 1])]).expect("accumulator");
+        let state: Vec<ArrayRef> = one
+            .state()
+            .expect("accumulator")
+            .iter()
+            .map(|v| v.to_array().expect("accumulator"))
+            .collect();
+        let mut merged = UniqueRowsAccumulator::default();
+        merged.merge_batch(&state).expect("accumulator");
         merged.update_batch(&[pids(&[2])]).expect("accumulator");
         let ScalarValue::Struct(out) = merged.evaluate().expect("accumulator") else {
             panic!("a struct")

@@ -19,6 +19,7 @@ use super::policy::SmallGroups;
 use super::protect::{Cell, ProtectNode, ProtectSpec};
 use super::rule::{Flow, Rewriter, pid_column, reads_tainted, refuse};
 use super::same_values::{same_values, unalias};
+use super::unique_rows::one_row_per_person_per_group;
 use crate::error::Rule;
 
 const PEOPLE: &str = "__ppl_people";
@@ -39,8 +40,14 @@ impl Rewriter<'_> {
         };
         let mut cells: Vec<(Cell, String)> = Vec::new();
         // How many distinct people each group has and an order-free digest of who they
-        // are (seeds the people layer of the noise), from one set of (group, person).
-        let mut hidden: Vec<Expr> = vec![people::udaf().call(vec![pid.clone()]).alias(PEOPLE)];
+        // are (seeds the people layer of the noise), from one set of (group, person); or,
+        // where the input provably holds each person once per group, from its rows.
+        let counter = if one_row_per_person_per_group(&input, &group_expr, &pid) {
+            people::udaf_of_unique_rows()
+        } else {
+            people::udaf()
+        };
+        let mut hidden: Vec<Expr> = vec![counter.call(vec![pid.clone()]).alias(PEOPLE)];
         let first_hidden = aggr_expr.len();
         let mut value_cells = Vec::new();
         let mut placeholders = Vec::new();

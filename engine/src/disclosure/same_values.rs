@@ -42,6 +42,13 @@ pub(super) struct Origin {
     column: Column,
 }
 
+impl Origin {
+    /// Whether this is column `name` of the node `plan` (that very node, not an equal one).
+    pub(super) fn is_column_of(&self, plan: &LogicalPlan, name: &str) -> bool {
+        std::ptr::eq(self.node, plan) && self.column.name == name
+    }
+}
+
 /// The origin of a join key on the side `plan`, if the key is a column.
 pub(super) fn origin_of(plan: &LogicalPlan, key: &Expr) -> Option<Origin> {
     let Expr::Column(column) = key else {
