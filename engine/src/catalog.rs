@@ -180,10 +180,18 @@ async fn landed_provider(
 }
 
 async fn collect_table(ctx: &SessionContext, sql: &str) -> Result<Arc<dyn TableProvider>, EngineError> {
+    let (schema, batches) = collect_rows(ctx, sql).await?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![batches])?))
+}
+
+/// The answer to `sql` and its schema.
+async fn collect_rows(
+    ctx: &SessionContext,
+    sql: &str,
+) -> Result<(SchemaRef, Vec<arrow::array::RecordBatch>), EngineError> {
     let df = ctx.sql(sql).await?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await?;
-    Ok(Arc::new(MemTable::try_new(schema, vec![batches])?))
+    Ok((schema, df.collect().await?))
 }
 
 /// The end of the newest period any landed delivery covers.
@@ -256,11 +264,11 @@ async fn register_registers(
         None => {
             let latest = collect_table(ctx, &poplar_queries::registers::latest_codes_sql(&on)).await?;
             ctx.register_table(as_of::LATEST_CODES, latest)?;
-            let df = ctx
-                .sql(&poplar_queries::registers::membership_sql(as_of::LATEST_CODES, &on))
-                .await?;
-            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-            let members = df.collect().await?;
+            let (schema, members) = collect_rows(
+                ctx,
+                &poplar_queries::registers::membership_sql(as_of::LATEST_CODES, &on),
+            )
+            .await?;
             ctx.deregister_table(as_of::LATEST_CODES)?;
             crate::membership::in_memory(schema, members, ctx.copied_config().target_partitions())?
         }
