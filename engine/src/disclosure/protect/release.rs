@@ -5,13 +5,13 @@
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch};
 use arrow::compute::{cast, filter_record_batch};
 use arrow::datatypes::SchemaRef;
-use arrow::util::display::array_value_to_string;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::secondary::secondary;
-use crate::disclosure::noise::NoiseScale;
+use crate::disclosure::noise::{ColumnNoise, NoiseScale};
 
 /// Ends each key value in a group key's bytes (ASCII unit separator), so ("ab", "c") and
 /// ("a", "bc") seed different noise.
@@ -78,10 +78,12 @@ pub(super) fn release(
     } else {
         None
     };
-    let noise = |r: usize, text: &str| match scale {
-        Some(scale) => policy
-            .noise_key
-            .sticky(scale, text, digest.value(r), spec.question.as_bytes(), &group_keys[r]),
+    // Each column's noise state absorbs the key, aggregate and question once; a group's draw
+    // then hashes only its own people and key (the same draws as `NoiseKey::sticky`).
+    let column_noise =
+        |text: &str| scale.map(|scale| policy.noise_key.for_column(scale, text, spec.question.as_bytes()));
+    let noise = |column: &Option<ColumnNoise>, r: usize| match column {
+        Some(column) => column.draw(digest.value(r), &group_keys[r]),
         None => 0.0,
     };
 
@@ -93,6 +95,10 @@ pub(super) fn release(
     for (i, (cell, text)) in spec.cells.iter().enumerate() {
         let column = input.column(i);
         let out_type = schema.field(i).data_type().clone();
+        let noised = match cell {
+            Cell::Key { .. } | Cell::GroupingId => None,
+            _ => column_noise(text),
+        };
         let values: Vec<Option<f64>> = match cell {
             Cell::Key { .. } | Cell::GroupingId => {
                 columns.push(column.clone());
@@ -112,7 +118,7 @@ pub(super) fn release(
                             hidden[r] = true;
                             return None;
                         }
-                        let noisy = (v as f64 + noise(r, text)).max(0.0);
+                        let noisy = (v as f64 + noise(&noised, r)).max(0.0);
                         // Never publish a released count that looks like a suppressed one.
                         let floor = policy.round((policy.suppress_up_to + 1) as f64);
                         Some(policy.round(noisy).max(floor))
@@ -149,9 +155,9 @@ pub(super) fn release(
                             return None;
                         }
                         if is_sum {
-                            Some(policy.round(v.value(r) + noise(r, text) * magnitude))
+                            Some(policy.round(v.value(r) + noise(&noised, r) * magnitude))
                         } else {
-                            Some(v.value(r) + noise(r, text) * magnitude / people.value(r).max(1) as f64)
+                            Some(v.value(r) + noise(&noised, r) * magnitude / people.value(r).max(1) as f64)
                         }
                     })
                     .collect();
@@ -301,14 +307,15 @@ fn group_keys_by_column(
     input: &RecordBatch,
     key_columns: &[usize],
 ) -> Result<Vec<Vec<String>>, arrow::error::ArrowError> {
-    (0..input.num_rows())
-        .map(|r| {
-            key_columns
-                .iter()
-                .map(|&c| array_value_to_string(input.column(c), r))
-                .collect()
-        })
-        .collect()
+    // One formatter per column (what `array_value_to_string` builds for every value).
+    let options = FormatOptions::default().with_display_error(true);
+    let formatters = key_columns
+        .iter()
+        .map(|&c| ArrayFormatter::try_new(input.column(c), &options))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((0..input.num_rows())
+        .map(|r| formatters.iter().map(|f| f.value(r).to_string()).collect())
+        .collect())
 }
 
 #[cfg(test)]
