@@ -51,4 +51,4 @@ pub use disclosure::Disclosure;
 pub use error::{EngineError, Rule};
 pub use gate::Gate;
 pub use identity::{Principal, Role};
-pub use session::QuerySession;
+pub use session::{PlannedStatement, QuerySession};

@@ -3,6 +3,7 @@
 //! enforced here, in the engine, for every path that takes SQL.
 
 use arrow::array::RecordBatch;
+use deltalake::datafusion::common::ScalarValue;
 use deltalake::datafusion::dataframe::DataFrame;
 use deltalake::datafusion::execution::SessionStateBuilder;
 use deltalake::datafusion::execution::TaskContext;
@@ -11,6 +12,7 @@ use deltalake::datafusion::execution::memory_pool::{FairSpillPool, TrackConsumer
 use deltalake::datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use deltalake::datafusion::execution::session_state::SessionState;
 use deltalake::datafusion::logical_expr::LogicalPlan;
+use deltalake::datafusion::physical_plan::ExecutionPlan;
 use deltalake::datafusion::sql::parser::{DFParserBuilder, Statement};
 use deltalake::datafusion::sql::sqlparser::dialect::dialect_from_str;
 use std::num::NonZeroUsize;
@@ -38,6 +40,27 @@ const TOP_CONSUMERS: NonZeroUsize = NonZeroUsize::MIN.saturating_add(2);
 
 /// What a refused statement's message adds, so the user knows what is allowed.
 const READ_ONLY: &str = "Poplar accepts one read-only query: no DDL, DML, COPY, SET or external tables";
+
+/// A statement planned under the caller's policy: the logical plan as written (what the
+/// audit log hashes, and what prepared statements describe) and, for a non-steward, the
+/// plan disclosure control and the optimizer made of it.
+#[derive(Debug, Clone)]
+pub struct PlannedStatement {
+    pub logical: LogicalPlan,
+    /// `None` for stewards, and once parameters are bound (the plan must be optimized
+    /// again with their values).
+    optimized: Option<LogicalPlan>,
+}
+
+impl PlannedStatement {
+    /// Bind a prepared statement's parameters (`$1`, …).
+    pub fn with_param_values(self, params: Vec<ScalarValue>) -> Result<Self, EngineError> {
+        Ok(Self {
+            logical: self.logical.with_param_values(params)?,
+            optimized: None,
+        })
+    }
+}
 
 /// A request's session: the caller, the snapshot's state with their policy installed, and
 /// what disclosure control did to the answer (for the audit log).
@@ -121,7 +144,7 @@ impl QuerySession {
     /// checked by `SQLOptions`; for non-stewards, also through disclosure control now, so a
     /// refused statement fails here (at prepare time for prepared statements) with the
     /// rule named.
-    pub async fn plan(&self, sql: &str) -> Result<LogicalPlan, EngineError> {
+    pub async fn plan(&self, sql: &str) -> Result<PlannedStatement, EngineError> {
         let statement = self.one_statement(sql)?;
         let plan = self.state.statement_to_plan(statement).await?;
         // `verify_plan` fails only for what the role may not do: every failure is a refusal.
@@ -133,19 +156,27 @@ impl QuerySession {
                 format!("{message} ({READ_ONLY})"),
             ));
         }
-        if !self.principal.is_steward() {
-            if let LogicalPlan::Analyze(_) = plan {
-                return Err(EngineError::refused(
-                    Rule::ExplainAnalyze,
-                    "EXPLAIN ANALYZE reports true row counts (EXPLAIN is fine)",
-                ));
-            }
-            // Disclosure control is an analyzer rule: run it now so a refusal comes back
-            // from planning, not half-way through an answer. `optimize` (not `analyzed`)
-            // because it knows EXPLAIN: it analyzes the plan being explained.
-            self.state.optimize(&plan)?;
+        if self.principal.is_steward() {
+            return Ok(PlannedStatement {
+                logical: plan,
+                optimized: None,
+            });
         }
-        Ok(plan)
+        if let LogicalPlan::Analyze(_) = plan {
+            return Err(EngineError::refused(
+                Rule::ExplainAnalyze,
+                "EXPLAIN ANALYZE reports true row counts (EXPLAIN is fine)",
+            ));
+        }
+        // Disclosure control is an analyzer rule: run it now so a refusal comes back
+        // from planning, not half-way through an answer. `optimize` (not `analyzed`)
+        // because it knows EXPLAIN: it analyzes the plan being explained. What it returns
+        // is kept, so that making the plan physical does not analyze and optimize again.
+        let optimized = self.state.optimize(&plan)?;
+        Ok(PlannedStatement {
+            logical: plan,
+            optimized: Some(optimized),
+        })
     }
 
     /// The one statement in `sql`. Parsed here rather than by DataFusion so that several
@@ -190,10 +221,23 @@ impl QuerySession {
         Ok(ctx.execute_logical_plan(plan).await?)
     }
 
+    /// The physical plan of a planned statement. A non-steward's statement was analyzed
+    /// (disclosure control) and optimized when it was planned, so only the physical planner
+    /// runs here; a steward's goes through `execute`, which applies a `SET`.
+    pub async fn physical(&self, planned: PlannedStatement) -> Result<Arc<dyn ExecutionPlan>, EngineError> {
+        match planned.optimized {
+            Some(optimized) => Ok(self
+                .state
+                .query_planner()
+                .create_physical_plan(&optimized, &self.state)
+                .await?),
+            None => Ok(self.execute(planned.logical).await?.create_physical_plan().await?),
+        }
+    }
+
     /// Plan, run (with the request's task context) and collect.
     pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>, EngineError> {
-        let plan = self.plan(sql).await?;
-        let physical = self.execute(plan).await?.create_physical_plan().await?;
+        let physical = self.physical(self.plan(sql).await?).await?;
         Ok(deltalake::datafusion::physical_plan::collect(physical, self.task_ctx()).await?)
     }
 

@@ -39,7 +39,7 @@ use crate::disclosure::Disclosure;
 use crate::error::{EngineError, Rule};
 use crate::identity::{Principal, Role};
 use crate::limits::{Admission, Limits};
-use crate::session::QuerySession;
+use crate::session::{PlannedStatement, QuerySession};
 
 /// The role recorded for a caller who is not authenticated.
 const NO_ROLE: &str = "none";
@@ -247,7 +247,7 @@ impl Request<'_> {
     /// parameters (`$1`, …) have no values yet. Audited only if refused or failed.
     pub async fn prepare(mut self, sql: &str) -> Result<SchemaRef, EngineError> {
         match self.logical(sql).await {
-            Ok((_, plan)) => Ok(Arc::new(plan.schema().as_arrow().clone())),
+            Ok((_, planned)) => Ok(Arc::new(planned.logical.schema().as_arrow().clone())),
             Err(e) => Err(self.fail(e).await),
         }
     }
@@ -332,7 +332,7 @@ impl Request<'_> {
     }
 
     /// The caller's session and their statement's logical plan, under their policy.
-    async fn logical(&mut self, sql: &str) -> Result<(QuerySession, LogicalPlan), EngineError> {
+    async fn logical(&mut self, sql: &str) -> Result<(QuerySession, PlannedStatement), EngineError> {
         // Researchers query through approved studies only: their SQL arrives as a study's
         // request (bound to its approval), never as ad-hoc SQL, whatever the transport.
         if self.principal.role == Role::Researcher && matches!(self.record.request, AuditRequest::Sql { .. }) {
@@ -345,17 +345,17 @@ impl Request<'_> {
         let session = QuerySession::new(&snapshot, &self.principal, self.gate.disclosure.as_deref())?
             .with_limits(self.gate.limits.sql)
             .with_memory_limit(self.gate.limits.query.memory_per_query())?;
-        let plan = session.plan(sql).await?;
-        self.record.plan_hash = Some(plan_hash(&plan));
-        Ok((session, plan))
+        let planned = session.plan(sql).await?;
+        self.record.plan_hash = Some(plan_hash(&planned.logical));
+        Ok((session, planned))
     }
 
     async fn plan(&mut self, sql: &str, params: Vec<ScalarValue>) -> Result<Planned, EngineError> {
-        let (session, mut plan) = self.logical(sql).await?;
+        let (session, mut planned) = self.logical(sql).await?;
         if !params.is_empty() {
-            plan = plan.with_param_values(params)?;
+            planned = planned.with_param_values(params)?;
         }
-        let physical = session.execute(plan).await?.create_physical_plan().await?;
+        let physical = session.physical(planned).await?;
         Ok(Planned { session, physical })
     }
 

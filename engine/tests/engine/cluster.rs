@@ -77,10 +77,7 @@ fn questions() -> Vec<String> {
 async fn physical_plan(loaded: &SnapshotContext, who: &Principal, sql: &str) -> String {
     let session = QuerySession::new(loaded, who, Some(&disclosure())).expect("session");
     let plan = session
-        .execute(session.plan(sql).await.expect("plan"))
-        .await
-        .expect("dataframe")
-        .create_physical_plan()
+        .physical(session.plan(sql).await.expect("plan"))
         .await
         .expect("physical plan");
     displayable(plan.as_ref()).indent(true).to_string()

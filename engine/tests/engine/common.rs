@@ -360,11 +360,12 @@ impl AsyncDB for PoplarDb {
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
         let err = |e: EngineError| SltError(e.to_string());
         let session = QuerySession::new(&self.loaded, &self.principal, self.disclosure.as_deref()).map_err(err)?;
+        // The server's path: the planned statement made physical (a non-steward's plan is
+        // not analyzed again) and run with the request's task context.
         let plan = session.plan(sql).await.map_err(err)?;
-        let df = session.execute(plan).await.map_err(err)?;
-        let schema = df.schema().inner().clone();
-        let batches = df
-            .collect()
+        let physical = session.physical(plan).await.map_err(err)?;
+        let schema = physical.schema();
+        let batches = deltalake::datafusion::physical_plan::collect(physical, session.task_ctx())
             .await
             .map_err(|e| SltError(EngineError::from(e).to_string()))?;
         if schema.fields().is_empty() {

@@ -115,13 +115,7 @@ async fn run_within(
         .with_memory_limit(bytes)
         .expect("pool");
     let plan = session.plan(sql).await.expect("plans");
-    let physical = session
-        .execute(plan)
-        .await
-        .expect("executes")
-        .create_physical_plan()
-        .await
-        .expect("physical plan");
+    let physical = session.physical(plan).await.expect("physical plan");
     let batches = deltalake::datafusion::physical_plan::collect(physical.clone(), session.task_ctx())
         .await
         .expect("answers");
