@@ -11,7 +11,7 @@
 use arrow::array::{Array, Int64Array, RecordBatch, StringArray};
 use deltalake::DeltaTable;
 use deltalake::datafusion::prelude::{Expr, SessionContext};
-use deltalake::parquet::basic::{Compression, ZstdLevel};
+use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::SaveMode;
 use std::collections::BTreeMap;
@@ -34,11 +34,14 @@ pub enum WriteMode {
     Replace(Expr),
 }
 
+/// LZ4 (raw), not ZSTD: the Parquet reader makes a codec for every column chunk it opens,
+/// and its ZSTD codec allocates a compression and a decompression context each time. A
+/// region lands one file per source per table, so a scan opens thousands of column chunks
+/// and those contexts took 9% of a scan's CPU (BENCHMARKS.md). LZ4 has no context and
+/// decodes faster; its files are somewhat larger.
 fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(1).expect("zstd level 1 is within zstd's range"),
-        ))
+        .set_compression(Compression::LZ4_RAW)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .build()
 }
