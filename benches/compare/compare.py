@@ -131,7 +131,7 @@ class DuckDb:
 class Poplar:
     """One `poplar serve` and an ADBC connection per role."""
 
-    def __init__(self, binary, store, work, flags, extra_env=(), roles=("steward", "commissioner")):
+    def __init__(self, binary, store, work, flags, extra_env=(), roles=("steward", "commissioner"), user_prefix="bench"):
         from adbc_driver_flightsql import dbapi as flight_sql
 
         work.mkdir(parents=True, exist_ok=True)
@@ -139,7 +139,7 @@ class Poplar:
         users.unlink(missing_ok=True)
         tokens = {}
         for role in roles:
-            out = subprocess.run([binary, "users", "add", f"bench-{role}", "--role", role, "--users", str(users)],
+            out = subprocess.run([binary, "users", "add", f"{user_prefix}-{role}", "--role", role, "--users", str(users)],
                                  check=True, capture_output=True, text=True)
             tokens[role] = out.stdout.strip()
         self.log = work / "server.log"
@@ -158,7 +158,7 @@ class Poplar:
         self.listening_seconds = time.perf_counter() - started
         self.connections = {
             role: flight_sql.connect(f"grpc://{match.group(1)}",
-                                     db_kwargs={"username": f"bench-{role}", "password": token}, autocommit=True)
+                                     db_kwargs={"username": f"{user_prefix}-{role}", "password": token}, autocommit=True)
             for role, token in tokens.items()
         }
         with self.connections["steward"].cursor() as cur:
@@ -221,10 +221,17 @@ def main():
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--output", type=pathlib.Path, required=True)
     parser.add_argument("--only", default=None, help="comma-separated question ids")
+    parser.add_argument("--user-prefix", default="bench",
+                        help="names of the users the run creates ({prefix}-steward, {prefix}-commissioner): the server keeps "
+                             "each commissioner's daily answer budget (2,000) across restarts, from the store's audit log, "
+                             "so a store benchmarked many times in one day needs fresh users")
     parser.add_argument("--serve-flag", action="append", default=[], help="passed to poplar serve")
     parser.add_argument("--poplar-env", action="append", default=[], type=key_value,
                         help="KEY=VALUE in the main server's environment (e.g. a DATAFUSION_* setting)")
     parser.add_argument("--baseline", default=None, help="a second poplar binary, answering as a steward and as a commissioner")
+    parser.add_argument("--baseline-store", default=None, type=pathlib.Path,
+                        help="the baseline reads this store instead of --store (a layout A/B: the same region landed "
+                             "two ways; DuckDB reads --store)")
     parser.add_argument("--baseline-env", action="append", default=[], type=key_value,
                         help="KEY=VALUE in the baseline server's environment")
     parser.add_argument("--baseline-serve-flag", action="append", default=None,
@@ -238,10 +245,12 @@ def main():
     files = snapshot_files(store)
     work = pathlib.Path(tempfile.mkdtemp(prefix="poplar-compare-"))
     duck = DuckDb(files)
-    poplar = Poplar(args.poplar, store, work, args.serve_flag, args.poplar_env)
+    poplar = Poplar(args.poplar, store, work, args.serve_flag, args.poplar_env, user_prefix=args.user_prefix)
     baseline_flags = ([] if args.baseline_without_serve_flags
                       else args.serve_flag if args.baseline_serve_flag is None else args.baseline_serve_flag)
-    baseline = (Poplar(args.baseline, store, work / "baseline", baseline_flags, args.baseline_env)
+    baseline_store = args.baseline_store.resolve() if args.baseline_store else store
+    baseline = (Poplar(args.baseline, baseline_store, work / "baseline", baseline_flags, args.baseline_env,
+                       user_prefix=args.user_prefix)
                 if args.baseline else None)
     all_engines = ENGINES + (["baseline", "baseline_commissioner"] if baseline else [])
     asked = questions(first_practice(store))
@@ -319,7 +328,7 @@ def main():
                    "peak_rss_mib": duck_rss},
         "files": {t: len(f) for t, f in files.items()},
         **({"baseline": {"binary": args.baseline, "env": dict(args.baseline_env), "serve_flags": baseline_flags,
-                         "peak_rss_mib": baseline_rss,
+                         "peak_rss_mib": baseline_rss, "store": str(baseline_store),
                          "ready_seconds": baseline.ready_seconds}} if baseline else {}),
         "machine": {"cores": os.cpu_count(), "os": platform.system(), "arch": platform.machine(),
                     "python": platform.python_version()},
