@@ -46,13 +46,19 @@ const READ_ONLY: &str = "Poplar accepts one read-only query: no DDL, DML, COPY, 
 /// plan disclosure control and the optimizer made of it.
 #[derive(Debug, Clone)]
 pub struct PlannedStatement {
-    pub logical: LogicalPlan,
+    /// Private with `optimized`: replacing one without the other would run a stale plan.
+    logical: LogicalPlan,
     /// `None` for stewards, and once parameters are bound (the plan must be optimized
     /// again with their values).
     optimized: Option<LogicalPlan>,
 }
 
 impl PlannedStatement {
+    /// The plan as written: its schema, and the hash the audit log records.
+    pub fn logical(&self) -> &LogicalPlan {
+        &self.logical
+    }
+
     /// Bind a prepared statement's parameters (`$1`, …).
     pub fn with_param_values(self, params: Vec<ScalarValue>) -> Result<Self, EngineError> {
         Ok(Self {

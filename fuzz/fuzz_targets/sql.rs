@@ -94,7 +94,7 @@ fuzz_target!(|data: &[u8]| {
             let session = QuerySession::new(&snapshot, &who, Some(&disclosure)).expect("session");
             if let Ok(plan) = session.plan(&sql).await {
                 // What would run: the analyzed plan, disclosure control included.
-                let _ = session.analyzed(&plan.logical);
+                let _ = session.analyzed(plan.logical());
             }
         }
     });

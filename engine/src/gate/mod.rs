@@ -247,7 +247,7 @@ impl Request<'_> {
     /// parameters (`$1`, …) have no values yet. Audited only if refused or failed.
     pub async fn prepare(mut self, sql: &str) -> Result<SchemaRef, EngineError> {
         match self.logical(sql).await {
-            Ok((_, planned)) => Ok(Arc::new(planned.logical.schema().as_arrow().clone())),
+            Ok((_, planned)) => Ok(Arc::new(planned.logical().schema().as_arrow().clone())),
             Err(e) => Err(self.fail(e).await),
         }
     }
@@ -346,7 +346,7 @@ impl Request<'_> {
             .with_limits(self.gate.limits.sql)
             .with_memory_limit(self.gate.limits.query.memory_per_query())?;
         let planned = session.plan(sql).await?;
-        self.record.plan_hash = Some(plan_hash(&planned.logical));
+        self.record.plan_hash = Some(plan_hash(planned.logical()));
         Ok((session, planned))
     }
 

@@ -177,7 +177,7 @@ async fn plan_snapshots(loaded: &SnapshotContext) {
         ),
     ] {
         let plan = session.plan(sql).await.expect("plan");
-        let analyzed = session.analyzed(&plan.logical).expect("analyzed");
+        let analyzed = session.analyzed(plan.logical()).expect("analyzed");
         insta::assert_snapshot!(name, analyzed.display_indent().to_string());
     }
 }

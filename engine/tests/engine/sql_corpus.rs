@@ -55,7 +55,7 @@ fn every_sql_corpus_input_is_answered_or_refused_without_a_panic() {
             ] {
                 let session = QuerySession::new(&snapshot, &who, Some(&disclosure)).expect("session");
                 if let Ok(plan) = session.plan(&sql).await
-                    && session.analyzed(&plan.logical).is_ok()
+                    && session.analyzed(plan.logical()).is_ok()
                 {
                     planned += 1;
                 }

@@ -106,8 +106,8 @@ fn parse_file(
     // One record, reused for every row: `records()` would allocate and grow a new one per
     // row, which was most of the load's time in malloc (BENCHMARKS.md).
     let mut record = csv::StringRecord::new();
-    let found_header = match reader.read_record(&mut record) {
-        Ok(true) => record.clone(),
+    match reader.read_record(&mut record) {
+        Ok(true) => {}
         Ok(false) | Err(_) => {
             return Err(Quarantined::file(
                 file,
@@ -115,12 +115,12 @@ fn parse_file(
                 "file has no readable header line",
             ));
         }
-    };
-    let found: Vec<&str> = found_header
+    }
+    let header_matches = record
         .iter()
         .map(|h| h.trim().trim_start_matches('\u{feff}'))
-        .collect();
-    if found != header {
+        .eq(header.iter().copied());
+    if !header_matches {
         return Err(Quarantined::file(
             file,
             Reason::WrongHeader,
