@@ -476,6 +476,7 @@ mod tests {
                 path: "store/patients/source_org=A1/part-0.parquet".into(),
                 size: 1234,
                 partitions: vec![Some("A1".into())],
+                stats: Some(r#"{"numRecords":2}"#.into()),
             }],
         };
         FilesTable::try_new(schema, spec).expect("files table")

@@ -10,15 +10,25 @@
 //! ([`EngineError::NotPlainParquet`]): reading
 //! its files plainly would resurrect deleted rows (an opt-out!) or misname columns.
 //!
-//! Partition pruning stays: a filter on `source_org` (the hive partition column) drops
-//! whole files when the plan is made, and the other filters prune row groups in the Parquet
-//! source as they do for any Parquet scan.
+//! It is also the single-node scan: the Delta scan's wrapper around the Parquet source
+//! (a file id column on every row, a per-batch expression for partition values) cost up to
+//! half of a question's time (BENCHMARKS.md), and Poplar needs none of what it adds.
+//!
+//! Pruning when the plan is made: a filter on `source_org` (the hive partition column)
+//! drops whole files on their partition values, and the other filters drop files on the
+//! Delta log's per-file statistics (see `file_stats`), as the Delta scan did. Within the
+//! files that are read, filters prune row groups in the Parquet source as they do for any
+//! Parquet scan.
 
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use deltalake::DeltaTable;
 use deltalake::datafusion::catalog::Session;
-use deltalake::datafusion::common::{DFSchema, Result as DfResult, ScalarValue, plan_err};
+use deltalake::datafusion::common::pruning::PrunableStatistics;
+use deltalake::datafusion::common::stats::Precision;
+use deltalake::datafusion::common::{
+    ColumnStatistics, DFSchema, Result as DfResult, ScalarValue, Statistics, plan_err,
+};
 use deltalake::datafusion::datasource::TableProvider;
 use deltalake::datafusion::datasource::file_format::FileFormat;
 use deltalake::datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -28,16 +38,17 @@ use deltalake::datafusion::datasource::table_schema::TableSchema;
 use deltalake::datafusion::execution::object_store::ObjectStoreUrl;
 use deltalake::datafusion::execution::runtime_env::RuntimeEnv;
 use deltalake::datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use deltalake::datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
 use deltalake::datafusion::physical_plan::ExecutionPlan;
 use deltalake::datafusion::physical_plan::empty::EmptyExec;
 use object_store::path::Path as ObjectPath;
 use poplar_loaders::Store;
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
 use std::sync::Arc;
 use url::Url;
 
 use crate::EngineError;
+use crate::file_stats;
 
 fn not_plain(table: &str, reason: String) -> EngineError {
     EngineError::NotPlainParquet {
@@ -53,6 +64,9 @@ pub struct DataFile {
     pub path: String,
     pub size: u64,
     pub partitions: Vec<Option<String>>,
+    /// The file's statistics as the Delta log records them (JSON), if it has any.
+    #[serde(default)]
+    pub stats: Option<String>,
 }
 
 /// What a [`FilesTable`] is, apart from its schema (which a plan carries anyway): what the
@@ -73,6 +87,8 @@ pub struct FilesSpec {
 pub struct FilesTable {
     schema: SchemaRef,
     spec: FilesSpec,
+    /// Per file of `spec`, in its order: what the Delta log says of its rows, for pruning.
+    statistics: Vec<Arc<Statistics>>,
 }
 
 impl FilesTable {
@@ -104,7 +120,16 @@ impl FilesTable {
             )));
         }
         ObjectStoreUrl::parse(&spec.store_url).map_err(|e| unreadable(e.to_string()))?;
-        Ok(Self { schema, spec })
+        let statistics = spec
+            .files
+            .iter()
+            .map(|f| Arc::new(file_stats::from_delta_json(f.stats.as_deref(), &schema)))
+            .collect();
+        Ok(Self {
+            schema,
+            spec,
+            statistics,
+        })
     }
 
     /// The snapshot `table` is at, served with `schema` (the schema the single-node Delta
@@ -145,6 +170,7 @@ impl FilesTable {
                     .iter()
                     .map(|c| values.get(c).cloned().flatten())
                     .collect(),
+                stats: file.stats(),
             });
         }
         let spec = FilesSpec {
@@ -190,22 +216,75 @@ impl FilesTable {
         }
     }
 
-    /// The files that may hold rows matching `filters`: each filter on partition columns
-    /// alone is evaluated once per file, on the file's partition values. A file is dropped
-    /// only when a filter is false or null for it, which is then so for every row in it.
-    fn pruned(&self, state: &dyn Session, filters: &[Expr]) -> DfResult<Vec<&DataFile>> {
-        let partition: HashSet<&str> = self.spec.partition_columns.iter().map(String::as_str).collect();
-        let applicable: Vec<&Expr> = filters
+    /// The files that may hold rows matching `filters`: a file is dropped only when a filter
+    /// is false or null for every row it can hold, judged on its partition values or on its
+    /// statistics in the Delta log.
+    /// The indices of those files in the spec.
+    fn pruned(&self, state: &dyn Session, filters: &[Expr]) -> DfResult<Vec<usize>> {
+        let mut keep = vec![true; self.spec.files.len()];
+        self.prune_on_partition_values(state, filters, &mut keep)?;
+        self.prune_on_statistics(state, filters, &mut keep);
+        Ok((0..keep.len()).filter(|&i| keep[i]).collect())
+    }
+
+    /// File `i` as the Parquet scan reads it: its partition values, and its statistics in
+    /// the scan's column order (file columns, then partition columns). Exact, as the log
+    /// has them; the scan's own statistics are made inexact from them (see `scan`).
+    fn partitioned_file(&self, file_schema: &Schema, i: usize) -> PartitionedFile {
+        let file = &self.spec.files[i];
+        let logged = &self.statistics[i];
+        let mut columns: Vec<ColumnStatistics> = file_schema
+            .fields()
             .iter()
-            .filter(|f| {
-                !f.is_volatile() && {
-                    let columns = f.column_refs();
-                    !columns.is_empty() && columns.iter().all(|c| partition.contains(c.name.as_str()))
-                }
+            .map(|f| {
+                self.schema
+                    .index_of(f.name())
+                    .ok()
+                    .and_then(|j| logged.column_statistics.get(j).cloned())
+                    .unwrap_or_else(ColumnStatistics::new_unknown)
             })
             .collect();
+        let mut values = Vec::with_capacity(file.partitions.len());
+        for value in &file.partitions {
+            let scalar = ScalarValue::Utf8(value.clone());
+            columns.push(match value {
+                Some(_) => ColumnStatistics {
+                    null_count: Precision::Exact(0),
+                    min_value: Precision::Exact(scalar.clone()),
+                    max_value: Precision::Exact(scalar.clone()),
+                    ..ColumnStatistics::new_unknown()
+                },
+                None => ColumnStatistics::new_unknown(),
+            });
+            values.push(scalar);
+        }
+        let statistics = Statistics {
+            num_rows: logged.num_rows,
+            total_byte_size: usize::try_from(file.size).map_or(Precision::Absent, Precision::Exact),
+            column_statistics: columns,
+        };
+        PartitionedFile::new(file.path.clone(), file.size)
+            .with_partition_values(values)
+            .with_statistics(Arc::new(statistics))
+    }
+
+    /// Whether `filter` reads partition columns and nothing else (and gives the same answer
+    /// each time it is evaluated).
+    fn on_partition_columns_alone(&self, filter: &Expr) -> bool {
+        let columns = filter.column_refs();
+        !filter.is_volatile()
+            && !columns.is_empty()
+            && columns
+                .iter()
+                .all(|c| self.spec.partition_columns.iter().any(|p| p == &c.name))
+    }
+
+    /// Each filter on partition columns alone is evaluated once per file, on the file's
+    /// partition values.
+    fn prune_on_partition_values(&self, state: &dyn Session, filters: &[Expr], keep: &mut [bool]) -> DfResult<()> {
+        let applicable: Vec<&Expr> = filters.iter().filter(|f| self.on_partition_columns_alone(f)).collect();
         if applicable.is_empty() || self.spec.files.is_empty() {
-            return Ok(self.spec.files.iter().collect());
+            return Ok(());
         }
         let fields: Vec<Field> = self
             .spec
@@ -223,41 +302,77 @@ impl FilesTable {
             .collect();
         let batch = RecordBatch::try_new(schema.clone(), columns)?;
         let df_schema = DFSchema::try_from(schema)?;
-        let mut keep = vec![true; self.spec.files.len()];
         for filter in applicable {
             let expr = state.create_physical_expr(filter.clone(), &df_schema)?;
             let values = expr.evaluate(&batch)?.into_array(batch.num_rows())?;
+            // The scan reports these filters exact, so one that cannot be applied must fail.
             let Some(mask) = values.as_any().downcast_ref::<BooleanArray>() else {
-                continue;
+                return plan_err!("filter {filter} on partition columns is not a predicate");
             };
             for (i, k) in keep.iter_mut().enumerate() {
                 *k &= mask.is_valid(i) && mask.value(i);
             }
         }
-        Ok(self
-            .spec
-            .files
-            .iter()
-            .zip(keep)
-            .filter_map(|(f, k)| k.then_some(f))
-            .collect())
+        Ok(())
+    }
+
+    /// Each filter is turned into a predicate on the files' statistics (DataFusion's
+    /// `PruningPredicate`, as for row groups) and files for which it cannot hold are dropped.
+    /// Pruning only saves work: a filter that cannot be judged this way (a subquery, a
+    /// column without statistics) keeps every file, and the filter still runs on the rows.
+    fn prune_on_statistics(&self, state: &dyn Session, filters: &[Expr], keep: &mut [bool]) {
+        let Ok(df_schema) = DFSchema::try_from(self.schema.clone()) else {
+            return;
+        };
+        for filter in filters.iter().filter(|f| !f.is_volatile()) {
+            // Files without statistics in the log are kept, and left out of the judgement:
+            // DataFusion reads one column's bounds as one array, which an unknown bound
+            // among known ones would make unreadable for every file.
+            let candidates: Vec<usize> = (0..keep.len())
+                .filter(|&i| keep[i] && self.statistics[i].num_rows != Precision::Absent)
+                .collect();
+            if candidates.is_empty() {
+                return;
+            }
+            let Ok(expr) = state.create_physical_expr(filter.clone(), &df_schema) else {
+                continue;
+            };
+            // `None` when the filter says nothing about the statistics (always true).
+            let Some(predicate) = PruningPredicateBuilder::new()
+                .with_file_schema(self.schema.clone())
+                .build(expr)
+            else {
+                continue;
+            };
+            let statistics = PrunableStatistics::new(
+                candidates.iter().map(|&i| self.statistics[i].clone()).collect(),
+                self.schema.clone(),
+            );
+            let Ok(mask) = predicate.prune(&statistics) else {
+                continue;
+            };
+            for (&i, may_match) in candidates.iter().zip(mask) {
+                keep[i] = may_match;
+            }
+        }
     }
 }
 
 /// `files` in at most `groups` groups of about equal bytes, largest files first.
-fn balanced(files: Vec<&DataFile>, partition_columns: usize, groups: usize) -> Vec<FileGroup> {
+fn balanced(files: Vec<PartitionedFile>, groups: usize) -> Vec<FileGroup> {
     let groups = groups.clamp(1, files.len().max(1));
     let mut sorted = files;
-    sorted.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.path.cmp(&b.path)));
+    sorted.sort_by(|a, b| {
+        b.object_meta
+            .size
+            .cmp(&a.object_meta.size)
+            .then_with(|| a.object_meta.location.cmp(&b.object_meta.location))
+    });
     let mut buckets: Vec<(u64, Vec<PartitionedFile>)> = (0..groups).map(|_| (0, Vec::new())).collect();
     for file in sorted {
-        let values = (0..partition_columns)
-            .map(|i| ScalarValue::Utf8(file.partitions[i].clone()))
-            .collect();
-        let partitioned = PartitionedFile::new(file.path.clone(), file.size).with_partition_values(values);
         if let Some(bucket) = buckets.iter_mut().min_by_key(|(bytes, _)| *bytes) {
-            bucket.0 += file.size;
-            bucket.1.push(partitioned);
+            bucket.0 += file.object_meta.size;
+            bucket.1.push(file);
         }
     }
     buckets
@@ -265,6 +380,19 @@ fn balanced(files: Vec<&DataFile>, partition_columns: usize, groups: usize) -> V
         .filter(|(_, files)| !files.is_empty())
         .map(|(_, files)| FileGroup::new(files))
         .collect()
+}
+
+/// Each group's statistics and the scan's, merged from its files' and made inexact.
+fn estimated(groups: Vec<FileGroup>, schema: &Schema) -> DfResult<(Vec<FileGroup>, Statistics)> {
+    let groups = groups
+        .into_iter()
+        .map(|group| {
+            let merged = Statistics::try_merge_iter(group.iter().filter_map(|f| f.statistics.as_deref()), schema)?;
+            Ok(group.with_statistics(Arc::new(merged.to_inexact())))
+        })
+        .collect::<DfResult<Vec<FileGroup>>>()?;
+    let scan = Statistics::try_merge_iter(groups.iter().filter_map(|g| g.file_statistics(None)), schema)?;
+    Ok((groups, scan.to_inexact()))
 }
 
 #[async_trait::async_trait]
@@ -278,8 +406,19 @@ impl TableProvider for FilesTable {
     }
 
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        // Inexact: pruning drops files and row groups, and the filter still runs on the rows.
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+        // A filter on partition columns alone is exact: a file is kept only if it holds for
+        // the file's partition values, which every row of the file has. Any other filter
+        // only prunes (files, row groups) and still runs on the rows.
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if self.on_partition_columns_alone(f) {
+                    TableProviderFilterPushDown::Exact
+                } else {
+                    TableProviderFilterPushDown::Inexact
+                }
+            })
+            .collect())
     }
 
     async fn scan(
@@ -311,17 +450,28 @@ impl TableProvider for FilesTable {
             .collect::<DfResult<Vec<FieldRef>>>()?;
         let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
         let source = format.file_source(
-            TableSchema::builder(file_schema)
-                .with_table_partition_cols(partition_fields)
+            TableSchema::builder(file_schema.clone())
+                .with_table_partition_cols(partition_fields.clone())
                 .build(),
         );
-        let groups = balanced(
-            files,
-            self.spec.partition_columns.len(),
-            state.config().target_partitions(),
-        );
+        let files = files
+            .into_iter()
+            .map(|i| self.partitioned_file(&file_schema, i))
+            .collect();
+        let scan_schema = Arc::new(Schema::new(
+            file_schema
+                .fields()
+                .iter()
+                .cloned()
+                .chain(partition_fields.iter().cloned())
+                .collect::<Vec<_>>(),
+        ));
+        // The optimizer sees the log's figures as estimates (inexact): join order and
+        // build sides follow them, but no answer is ever read from them in place of a scan.
+        let (groups, statistics) = estimated(balanced(files, state.config().target_partitions()), &scan_schema)?;
         let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(&self.spec.store_url)?, source)
             .with_file_groups(groups)
+            .with_statistics(statistics)
             .with_projection_indices(Some(indices))?
             // A limit is only safe to apply in the scan when nothing filters the rows.
             .with_limit(if filters.is_empty() { limit } else { None })
@@ -380,6 +530,7 @@ mod tests {
                 path: format!("store/t/part-{i}.parquet"),
                 size: 100 + i as u64,
                 partitions: vec![org.map(str::to_string)],
+                stats: None,
             })
             .collect();
         let spec = FilesSpec {
@@ -397,7 +548,7 @@ mod tests {
             .pruned(&state, filters)
             .expect("pruned")
             .into_iter()
-            .map(|f| f.path.clone())
+            .map(|i| table.spec.files[i].path.clone())
             .collect()
     }
 
@@ -417,6 +568,44 @@ mod tests {
         assert_eq!(kept(&t, &[col("person_id").eq(lit(1i64))]).len(), 4);
         // Several filters: all must hold.
         assert!(kept(&t, &[col("source_org").eq(lit("A1")), col("source_org").eq(lit("B2"))]).is_empty());
+    }
+
+    #[test]
+    fn the_logs_statistics_drop_files_no_row_of_which_can_match() {
+        let mut t = table(&[Some("A1"), Some("A1"), Some("B2")]);
+        let stats = [
+            r#"{"numRecords":5,"minValues":{"event_date":"2019-01-01"},"maxValues":{"event_date":"2019-12-31"},"nullCount":{"event_date":0}}"#,
+            r#"{"numRecords":5,"minValues":{"event_date":"2020-01-01"},"maxValues":{"event_date":"2024-12-31"},"nullCount":{"event_date":0}}"#,
+        ];
+        let mut spec = t.spec().clone();
+        spec.files[0].stats = Some(stats[0].into());
+        spec.files[1].stats = Some(stats[1].into());
+        // The third file has no statistics: it can never be dropped on them.
+        t = FilesTable::try_new(t.schema(), spec).expect("table");
+        let from_2020 = col("event_date").gt_eq(lit(ScalarValue::Date32(Some(18262))));
+        assert_eq!(
+            kept(&t, std::slice::from_ref(&from_2020)),
+            ["store/t/part-1.parquet", "store/t/part-2.parquet"]
+        );
+        // With a partition filter as well, both kinds of pruning apply.
+        assert_eq!(
+            kept(&t, &[from_2020, col("source_org").eq(lit("A1"))]),
+            ["store/t/part-1.parquet"]
+        );
+        // A filter the statistics cannot judge keeps every file.
+        assert_eq!(kept(&t, &[col("person_id").eq(lit(3i64))]).len(), 3);
+    }
+
+    #[test]
+    fn filters_on_partition_columns_alone_are_exact() {
+        let t = table(&[Some("A1")]);
+        let on_org = col("source_org").eq(lit("A1"));
+        let mixed = col("source_org").eq(lit("A1")).or(col("person_id").eq(lit(1i64)));
+        let pushdown = t.supports_filters_pushdown(&[&on_org, &mixed]).expect("pushdown");
+        assert_eq!(
+            pushdown,
+            [TableProviderFilterPushDown::Exact, TableProviderFilterPushDown::Inexact]
+        );
     }
 
     #[test]

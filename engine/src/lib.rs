@@ -31,6 +31,7 @@ mod derived;
 pub mod disclosure;
 pub mod distributed;
 pub mod error;
+mod file_stats;
 pub mod files;
 pub mod flight;
 pub mod gate;
