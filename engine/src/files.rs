@@ -219,8 +219,7 @@ impl FilesTable {
 
     /// The files that may hold rows matching `filters`: a file is dropped only when a filter
     /// is false or null for every row it can hold, judged on its partition values or on its
-    /// statistics in the Delta log.
-    /// The indices of those files in the spec.
+    /// statistics in the Delta log. Returns their indices in the spec.
     fn pruned(&self, state: &dyn Session, filters: &[Expr]) -> DfResult<Vec<usize>> {
         let mut keep = vec![true; self.spec.files.len()];
         self.prune_on_partition_values(state, filters, &mut keep)?;
@@ -450,23 +449,16 @@ impl TableProvider for FilesTable {
             .map(|c| Ok(Arc::new(self.schema.field_with_name(c)?.clone())))
             .collect::<DfResult<Vec<FieldRef>>>()?;
         let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
-        let source = format.file_source(
-            TableSchema::builder(file_schema.clone())
-                .with_table_partition_cols(partition_fields.clone())
-                .build(),
-        );
+        let table_schema = TableSchema::builder(file_schema.clone())
+            .with_table_partition_cols(partition_fields)
+            .build();
+        // File columns, then partition columns: the order of each file's statistics.
+        let scan_schema = table_schema.table_schema().clone();
+        let source = format.file_source(table_schema);
         let files = files
             .into_iter()
             .map(|i| self.partitioned_file(&file_schema, i))
             .collect();
-        let scan_schema = Arc::new(Schema::new(
-            file_schema
-                .fields()
-                .iter()
-                .cloned()
-                .chain(partition_fields.iter().cloned())
-                .collect::<Vec<_>>(),
-        ));
         // The optimizer sees the log's figures as estimates (inexact): join order and
         // build sides follow them, but no answer is ever read from them in place of a scan.
         let (groups, statistics) = estimated(balanced(files, state.config().target_partitions()), &scan_schema)?;
