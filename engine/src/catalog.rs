@@ -28,6 +28,7 @@ use crate::distributed::Cluster;
 use crate::files::{self, FilesTable};
 use crate::identity::Principal;
 use crate::reference::codelists_table;
+use crate::yielding::YieldingJoins;
 use crate::{EngineError, as_of, derived, sync, udfs};
 
 /// Catalog and schema names clients see.
@@ -148,35 +149,19 @@ fn scan_config() -> DeltaScanConfig {
     config
 }
 
-/// A landed table as `snapshot` sees it: a Delta scan on a single node; on a cluster's
-/// front end, the snapshot's Parquet files (see `files`), in the Delta scan's schema.
-///
-/// The plain file scan is also up to twice as fast on one node (BENCHMARKS.md), but not
-/// yet served there: with its row counts the optimizer builds a steward's
-/// `a CROSS JOIN b CROSS JOIN c` on the cross join of the two large sides, whose
-/// zero-column batches the memory limit never sees and whose loop never yields, so the
-/// query timeout cannot stop it (`ci/python/test_server_abuse.py`).
+/// A landed table as `snapshot` sees it: the snapshot's Parquet files (see `files`), in the
+/// schema the Delta scan gives it (plain types), on a single node and on a cluster alike.
 async fn landed_provider(
     store: &Store,
     snapshot: Option<&Snapshot>,
     table: Table,
-    ctx: &SessionContext,
     cluster: bool,
 ) -> Result<Arc<dyn TableProvider>, EngineError> {
     if let Some(snapshot) = snapshot
         && let Some(opened) = snapshot.open(store, table).await?
     {
-        let scan = DeltaScanNext::new(opened.snapshot()?.snapshot().clone(), scan_config())?;
-        if cluster {
-            return Ok(Arc::new(FilesTable::from_delta(
-                store,
-                table.name(),
-                &opened,
-                scan.schema(),
-            )?));
-        }
-        opened.update_datafusion_session(&ctx.state())?;
-        return Ok(Arc::new(scan));
+        let schema = DeltaScanNext::new(opened.snapshot()?.snapshot().clone(), scan_config())?.schema();
+        return Ok(Arc::new(FilesTable::from_delta(store, table.name(), &opened, schema)?));
     }
     // Never written (e.g. a store with no opt-outs yet): an empty table of the right shape.
     if cluster {
@@ -241,12 +226,20 @@ fn base_context(store: &Store, cluster: Option<&Cluster>) -> Result<SessionConte
                 .with_default_features()
                 .with_config(cluster.session_config(config))
                 .with_query_planner(cluster.planner())
+                .with_physical_optimizer_rule(Arc::new(YieldingJoins))
                 .build();
-            files::register_store(state.runtime_env(), store)?;
             SessionContext::new_with_state(state)
         }
-        None => SessionContext::new_with_config(config),
+        None => SessionContext::new_with_state(
+            SessionStateBuilder::new()
+                .with_default_features()
+                .with_config(config)
+                .with_physical_optimizer_rule(Arc::new(YieldingJoins))
+                .build(),
+        ),
     };
+    // Landed tables are scanned as their Parquet files, from this store's object store.
+    files::register_store(&ctx.runtime_env(), store)?;
     for udf in udfs::all() {
         ctx.register_udf(udf);
     }
@@ -313,7 +306,7 @@ pub async fn open_snapshot(
     for table in Table::ALL.into_iter().filter(|t| t.is_served()) {
         ctx.register_table(
             table.name(),
-            landed_provider(store, snapshot.as_ref(), table, &ctx, cluster.is_some()).await?,
+            landed_provider(store, snapshot.as_ref(), table, cluster.is_some()).await?,
         )?;
         if landed_visibility(table) == Visibility::StewardsOnly {
             steward_only.insert(table.name().to_string());

@@ -10,10 +10,9 @@
 //! ([`EngineError::NotPlainParquet`]): reading
 //! its files plainly would resurrect deleted rows (an opt-out!) or misname columns.
 //!
-//! On one node it would also be faster than the Delta scan, whose wrapper around the
-//! Parquet source (a file id column on every row, a per-batch expression for partition
-//! values) cost up to half of a question's time (BENCHMARKS.md); see `catalog` for why a
-//! single server does not serve it yet.
+//! It is also the single-node scan: the Delta scan's wrapper around the Parquet source
+//! (a file id column on every row, a per-batch expression for partition values) cost up to
+//! half of a question's time (BENCHMARKS.md), and Poplar needs none of what it adds.
 //!
 //! Pruning when the plan is made: a filter on `source_org` (the hive partition column)
 //! drops whole files on their partition values, and the other filters drop files on the

@@ -20,7 +20,9 @@
 //! - [`server`]: assembles the above and serves the transports on one port;
 //! - [`files`] and [`distributed`]: landed tables as Parquet file lists, and the planner
 //!   and codec that run queries on an Apache Ballista cluster while disclosure control
-//!   stays in this process.
+//!   stays in this process;
+//! - [`yielding`]: the physical rule that makes joins give way to the runtime, so a query
+//!   stopped at its time limit stops working.
 
 mod as_of;
 pub mod audit;
@@ -46,6 +48,7 @@ pub mod session;
 pub mod studies;
 mod sync;
 pub mod udfs;
+pub mod yielding;
 
 pub use catalog::{SnapshotCatalog, SnapshotContext};
 pub use disclosure::Disclosure;

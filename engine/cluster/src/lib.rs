@@ -27,11 +27,12 @@ use ballista_scheduler::scheduler_process::start_server;
 use ballista_scheduler::scheduler_server::SessionBuilder;
 use deltalake::datafusion::execution::FunctionRegistry;
 use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use deltalake::datafusion::execution::session_state::SessionState;
+use deltalake::datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use deltalake::datafusion::prelude::SessionConfig;
 use poplar_engine::EngineError;
 use poplar_engine::distributed::{PoplarLogicalCodec, physical_codec};
 use poplar_engine::files::register_store;
+use poplar_engine::yielding::YieldingJoins;
 use poplar_loaders::Store;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -72,10 +73,15 @@ pub fn function_registry() -> BallistaFunctionRegistry {
 }
 
 /// The scheduler's session for each job: Ballista's defaults, the store, Poplar's
-/// functions. The scheduler plans the scans, so it reads the store too.
+/// functions, and joins that yield (`poplar_engine::yielding`). The scheduler plans the
+/// scans, so it reads the store too.
 pub fn session_builder(store: Store) -> SessionBuilder {
     Arc::new(move |config: SessionConfig| {
-        let mut state: SessionState = ballista_core::utils::default_session_builder(config)?;
+        let state: SessionState = ballista_core::utils::default_session_builder(config)?;
+        // The executors run the plans this session makes: their joins must yield too.
+        let mut state = SessionStateBuilder::new_from_existing(state)
+            .with_physical_optimizer_rule(Arc::new(YieldingJoins))
+            .build();
         register_store(state.runtime_env(), &store).map_err(external)?;
         for udf in poplar_engine::udfs::all() {
             state.register_udf(Arc::new(udf))?;

@@ -312,6 +312,26 @@ async fn limits_hold_over_grpc_and_the_server_keeps_answering() {
     .await;
     assert!(logged.record.completes.is_some(), "completes the provisional entry");
 
+    // A cross join's batches come from its build side, not from a scan, so nothing below it
+    // gives way to the runtime: stopped at the time limit, its work must still end, not spin
+    // on a worker thread after the client has its answer.
+    let tasks = || tokio::runtime::Handle::current().metrics().num_alive_tasks();
+    let idle = tasks();
+    let product = "SELECT count(*) AS n FROM generate_series(1, 1000) AS c(z) CROSS JOIN \
+                   (SELECT x, y FROM generate_series(1, 100000) AS a(x) CROSS JOIN generate_series(1, 100000) AS b(y)) AS ab";
+    let stopped = run(&mut flight, product, &served.steward).await.expect_err("stopped");
+    assert_eq!(rule_of(&stopped), Some(Rule::TimeLimit), "{stopped}");
+    let mut waited = 0;
+    while tasks() > idle && waited < 200 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    assert!(
+        tasks() <= idle,
+        "the cross join's work ends with its answer: {} tasks alive, {idle} before it",
+        tasks()
+    );
+
     // And the server still answers.
     run(&mut flight, "SELECT count(*) AS n FROM patients", &served.steward)
         .await

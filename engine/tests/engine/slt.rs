@@ -40,7 +40,7 @@ async fn functions_and_lockdown() {
 
 /// Per-organisation and per-period filters prune: EXPLAIN shows them reaching the scan.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn filters_reach_the_delta_scan() {
+async fn filters_reach_the_parquet_scan() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (loaded, _) = fixture(dir.path()).await;
     run_slt(loaded, steward(), "pruning.slt").await;
