@@ -4,6 +4,7 @@
 
 use arrow::array::RecordBatch;
 use deltalake::datafusion::common::ScalarValue;
+use deltalake::datafusion::common::display::{PlanType, StringifiedPlan, ToStringifiedPlan};
 use deltalake::datafusion::dataframe::DataFrame;
 use deltalake::datafusion::execution::SessionStateBuilder;
 use deltalake::datafusion::execution::TaskContext;
@@ -11,8 +12,9 @@ use deltalake::datafusion::execution::context::SQLOptions;
 use deltalake::datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use deltalake::datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use deltalake::datafusion::execution::session_state::SessionState;
-use deltalake::datafusion::logical_expr::LogicalPlan;
+use deltalake::datafusion::logical_expr::{Explain, LogicalPlan};
 use deltalake::datafusion::physical_plan::ExecutionPlan;
+use deltalake::datafusion::physical_plan::explain::ExplainExec;
 use deltalake::datafusion::sql::parser::{DFParserBuilder, Statement};
 use deltalake::datafusion::sql::sqlparser::dialect::dialect_from_str;
 use std::num::NonZeroUsize;
@@ -229,9 +231,11 @@ impl QuerySession {
 
     /// The physical plan of a planned statement. A non-steward's statement was analyzed
     /// (disclosure control) and optimized when it was planned, so only the physical planner
-    /// runs here; a steward's goes through `execute`, which applies a `SET`.
+    /// runs here (and a non-steward's `EXPLAIN` gets its logical plans only: see
+    /// `logical_only`); a steward's goes through `execute`, which applies a `SET`.
     pub async fn physical(&self, planned: PlannedStatement) -> Result<Arc<dyn ExecutionPlan>, EngineError> {
         match planned.optimized {
+            Some(LogicalPlan::Explain(explain)) => Ok(logical_only(&explain)),
             Some(optimized) => Ok(self
                 .state
                 .query_planner()
@@ -256,3 +260,27 @@ impl QuerySession {
         }
     }
 }
+
+/// What a non-steward's `EXPLAIN` answers: the logical plans, which follow from the SQL,
+/// the schema and disclosure control alone, and a note where the physical plan would be.
+/// The physical plan is made from the data: it lists the files a scan reads after pruning
+/// them on each file's bounds (whether an organisation has any event after a date is a
+/// count below the threshold), and it orders joins on row counts.
+fn logical_only(explain: &Explain) -> Arc<dyn ExecutionPlan> {
+    let mut plans = explain.stringified_plans.clone();
+    if explain.logical_optimization_succeeded {
+        plans.push(explain.plan.to_stringified(PlanType::FinalLogicalPlan));
+        plans.push(StringifiedPlan::new(
+            PlanType::FinalPhysicalPlan,
+            PHYSICAL_PLAN_WITHHELD,
+        ));
+    }
+    Arc::new(ExplainExec::new(
+        Arc::clone(explain.schema.inner()),
+        plans,
+        explain.verbose,
+    ))
+}
+
+/// Shown to non-stewards in place of the physical plan (see `logical_only`).
+pub const PHYSICAL_PLAN_WITHHELD: &str = "withheld under disclosure control: the physical plan names the files read and orders joins on row counts, which depend on the data (a steward can see it)";
