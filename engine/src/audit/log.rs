@@ -89,16 +89,20 @@ impl AuditLog {
             let entry = seal(&record, tail.next_seq, &tail.prev_hash, Utc::now())?;
             let bytes =
                 serde_json::to_vec(&entry).map_err(|e| EngineError::Audit(format!("cannot encode entry: {e}")))?;
+            let path = entry_path(&self.dir, entry.seq);
             let put = self
                 .objects
-                .put_opts(
-                    &entry_path(&self.dir, entry.seq),
-                    bytes.into(),
-                    PutOptions::from(PutMode::Create),
-                )
+                .put_opts(&path, bytes.clone().into(), PutOptions::from(PutMode::Create))
                 .await;
+            // The object store's client retries a put whose reply was lost (the server
+            // restarted mid-reply, say), and the retry finds the entry its first try wrote:
+            // that entry is this one, not another writer's, and must not be appended twice.
+            let put = match put {
+                Err(object_store::Error::AlreadyExists { .. }) if self.holds(&path, &bytes).await? => Ok(()),
+                other => other.map(drop),
+            };
             match put {
-                Ok(_) => {
+                Ok(()) => {
                     tail.next_seq = entry.seq + 1;
                     tail.prev_hash = entry.hash.clone();
                     // HEAD may lag after a failure here; verify accepts a HEAD that names
@@ -124,6 +128,17 @@ impl AuditLog {
         Err(EngineError::Audit(format!(
             "gave up appending after {MAX_RACES} other writers took the next seq"
         )))
+    }
+
+    /// Whether the object at `path` is exactly `bytes`. Another writer's entry at the same
+    /// seq would have to carry the very same record, link and seal time (to the
+    /// millisecond) to match, and then it says what this one says.
+    async fn holds(&self, path: &ObjectPath, bytes: &[u8]) -> Result<bool, EngineError> {
+        match self.objects.get(path).await {
+            Ok(got) => Ok(got.bytes().await?.as_ref() == bytes),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Steps the tail over entries other writers appended.
@@ -238,6 +253,106 @@ mod tests {
         let report = verify(&store).await.expect("verify");
         assert!(report.is_ok(), "{:?}", report.problems);
         assert_eq!(report.entries_checked, 40);
+    }
+
+    /// A store whose first create-put lands and then reports that the object exists, as an
+    /// S3 client does when the reply to its put was lost and its retry finds the object.
+    #[derive(Debug)]
+    struct LostReply {
+        inner: Arc<dyn ObjectStore>,
+        lost: std::sync::atomic::AtomicBool,
+    }
+
+    impl fmt::Display for LostReply {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "LostReply({})", self.inner)
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for LostReply {
+        async fn put_opts(
+            &self,
+            location: &ObjectPath,
+            payload: object_store::PutPayload,
+            opts: PutOptions,
+        ) -> object_store::Result<object_store::PutResult> {
+            let done = self.inner.put_opts(location, payload, opts).await?;
+            match self.lost.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                true => Err(object_store::Error::AlreadyExists {
+                    path: location.to_string(),
+                    source: "the retry found the object".into(),
+                }),
+                false => Ok(done),
+            }
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &ObjectPath,
+            opts: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+        async fn get_opts(
+            &self,
+            location: &ObjectPath,
+            options: object_store::GetOptions,
+        ) -> object_store::Result<object_store::GetResult> {
+            self.inner.get_opts(location, options).await
+        }
+        fn delete_stream(
+            &self,
+            locations: futures::stream::BoxStream<'static, object_store::Result<ObjectPath>>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<ObjectPath>> {
+            self.inner.delete_stream(locations)
+        }
+        fn list(
+            &self,
+            prefix: Option<&ObjectPath>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&ObjectPath>,
+        ) -> object_store::Result<object_store::ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(
+            &self,
+            from: &ObjectPath,
+            to: &ObjectPath,
+            options: object_store::CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    #[tokio::test]
+    async fn an_append_whose_reply_was_lost_is_written_once() {
+        let (_dir, store) = temp_store();
+        let opened = AuditLog::open(&store).await.expect("open");
+        let faulty = Arc::new(LostReply {
+            inner: opened.objects.clone(),
+            lost: std::sync::atomic::AtomicBool::new(false),
+        });
+        let log = AuditLog {
+            objects: faulty.clone(),
+            dir: opened.dir.clone(),
+            tail: Mutex::new(Tail {
+                next_seq: 0,
+                prev_hash: GENESIS_HASH.to_string(),
+            }),
+        };
+        let first = log.append(record(1)).await.expect("append");
+        faulty.lost.store(true, std::sync::atomic::Ordering::SeqCst);
+        let second = log.append(record(2)).await.expect("append");
+        assert_eq!(second.seq, 1, "the entry its lost reply wrote is this append's");
+        let third = log.append(record(3)).await.expect("append");
+        assert_eq!(third.seq, 2);
+        let read = entries(&store).await.expect("entries");
+        assert_eq!(read, vec![first, second, third]);
+        assert!(verify(&store).await.expect("verify").is_ok());
     }
 
     #[tokio::test]
