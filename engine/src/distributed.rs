@@ -42,6 +42,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::EngineError;
+use crate::cluster_job::ClusterJobExec;
 use crate::disclosure::SessionPlanner;
 use crate::disclosure::protect::{ProtectNode, ProtectPlanner};
 use crate::files::{FilesSpec, FilesTable};
@@ -381,7 +382,8 @@ impl UserDefinedLogicalNodeCore for Distributed {
     }
 }
 
-/// Plans a [`Distributed`] part as a `DistributedQueryExec` for the scheduler.
+/// Plans a [`Distributed`] part as a `DistributedQueryExec` for the scheduler, cancelled
+/// there if its answer is dropped unfinished ([`ClusterJobExec`]).
 #[derive(Debug)]
 struct DistributedPlanner {
     scheduler_url: String,
@@ -402,13 +404,14 @@ impl ExtensionPlanner for DistributedPlanner {
         let Some(part) = node.as_any().downcast_ref::<Distributed>() else {
             return Ok(None);
         };
-        Ok(Some(Arc::new(DistributedQueryExec::<LogicalPlanNode>::with_extension(
+        let job = DistributedQueryExec::<LogicalPlanNode>::with_extension(
             self.scheduler_url.clone(),
             session.config().ballista_config(),
             part.plan.clone(),
             self.codec.clone(),
             session.session_id().to_string(),
-        ))))
+        );
+        Ok(Some(Arc::new(ClusterJobExec::new(job, self.scheduler_url.clone()))))
     }
 }
 

@@ -20,7 +20,8 @@
 //! - [`server`]: assembles the above and serves the transports on one port;
 //! - [`files`] and [`distributed`]: landed tables as Parquet file lists, and the planner
 //!   and codec that run queries on an Apache Ballista cluster while disclosure control
-//!   stays in this process;
+//!   stays in this process ([`cluster_job`]: the cluster's part, cancelled on the
+//!   scheduler when its answer is dropped unfinished);
 //! - [`yielding`]: the physical rule that makes joins give way to the runtime, so a query
 //!   stopped at its time limit stops working.
 
@@ -28,6 +29,7 @@ mod as_of;
 pub mod audit;
 pub mod auth;
 pub mod catalog;
+pub mod cluster_job;
 pub mod connections;
 mod derived;
 pub mod disclosure;

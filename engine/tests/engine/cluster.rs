@@ -161,6 +161,72 @@ async fn a_cluster_answers_as_one_node_and_releases_in_the_front_end() {
     assert!(explained.contains("DistributedQueryExec"), "{explained}");
 
     pruning(&dir.path().join("store")).await;
+    a_dropped_answer_cancels_its_job(&on_cluster, scheduler.port()).await;
+}
+
+/// A query whose answer is dropped unfinished (its time limit passed, its client went
+/// away) has its job cancelled on the scheduler, not left running on the executors.
+async fn a_dropped_answer_cancels_its_job(on_cluster: &SnapshotContext, port: u16) {
+    use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
+    use ballista_core::serde::protobuf::{GetJobStatusParams, job_status};
+    use deltalake::datafusion::physical_plan::ExecutionPlan;
+    use futures::StreamExt;
+    use poplar_engine::cluster_job::ClusterJobExec;
+    use std::time::Duration;
+
+    // Long enough that it is still running when its answer is dropped.
+    let sql = "SELECT count(*) FROM clinical_events a CROSS JOIN clinical_events b CROSS JOIN patients c";
+    let session = QuerySession::new(on_cluster, &steward(), Some(&disclosure())).expect("session");
+    let plan = session
+        .physical(session.plan(sql).await.expect("plan"))
+        .await
+        .expect("physical plan");
+    let mut jobs = Vec::new();
+    let mut nodes: Vec<std::sync::Arc<dyn ExecutionPlan>> = vec![plan.clone()];
+    while let Some(node) = nodes.pop() {
+        let any: &dyn std::any::Any = node.as_ref();
+        if any.is::<ClusterJobExec>() {
+            jobs.push(node.clone());
+        }
+        nodes.extend(node.children().into_iter().cloned());
+    }
+    assert_eq!(
+        jobs.len(),
+        1,
+        "one cluster job:\n{}",
+        displayable(plan.as_ref()).indent(true)
+    );
+    let job = jobs.remove(0);
+    let job_id = || {
+        let any: &dyn std::any::Any = job.as_ref();
+        any.downcast_ref::<ClusterJobExec>().and_then(ClusterJobExec::job_id)
+    };
+
+    let mut answer = plan.execute(0, session.task_ctx()).expect("execute");
+    let first = tokio::time::timeout(Duration::from_secs(3), answer.next()).await;
+    assert!(first.is_err(), "the query must still be running: {first:?}");
+    let id = job_id().expect("the scheduler accepted the job");
+    drop(answer);
+
+    let mut scheduler = SchedulerGrpcClient::connect(format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("scheduler");
+    let mut last = None;
+    for _ in 0..300 {
+        let status = scheduler
+            .get_job_status(GetJobStatusParams { job_id: id.clone() })
+            .await
+            .expect("job status")
+            .into_inner()
+            .status
+            .and_then(|s| s.status);
+        match status {
+            Some(job_status::Status::Failed(_)) | None => return,
+            other => last = Some(other),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("job {id} was not cancelled: {last:?}");
 }
 
 /// What the scheduler plans for a landed table on the cluster: only the files of the
