@@ -3,10 +3,11 @@
 //! when the plan is made, before any file is opened.
 //!
 //! Only what is exact and safe to compare is read: the row count, null counts, and the
-//! minimum and maximum of integer and date columns. The others are left unknown, which
-//! keeps the file:
-//! - strings, because Delta writers truncate them (a truncated maximum is not an upper
-//!   bound);
+//! minimum and maximum of integer and date columns, and of string columns where both are
+//! shorter than any writer's truncation (so `setting = 'inpatient'` drops a GP practice's
+//! files). The others are left unknown, which keeps the file:
+//! - longer strings, because writers keep only a prefix (Spark 32 characters, the Parquet
+//!   writer delta-rs reads 64 bytes), and a truncated maximum need not be an upper bound;
 //! - floats, because of how NaN orders;
 //! - timestamps, because the log keeps milliseconds;
 //! - partition columns, which have no statistics in the log (`FilesTable` prunes them on
@@ -64,6 +65,10 @@ fn exact_usize(value: u64) -> Precision<usize> {
     usize::try_from(value).map_or(Precision::Absent, Precision::Exact)
 }
 
+/// A string bound of fewer bytes than this is whole: no writer truncates below 32
+/// characters (of at least a byte each).
+const UNTRUNCATED_BYTES: usize = 32;
+
 /// A bound of a column of `data_type`, for the types whose bounds are exact in the log.
 fn comparable(value: &Value, data_type: &DataType) -> Option<ScalarValue> {
     let text = match (data_type, value) {
@@ -79,6 +84,7 @@ fn comparable(value: &Value, data_type: &DataType) -> Option<ScalarValue> {
             Value::Number(n),
         ) if n.is_i64() || n.is_u64() => n.to_string(),
         (DataType::Date32, Value::String(s)) => s.clone(),
+        (DataType::Utf8 | DataType::LargeUtf8, Value::String(s)) if s.len() < UNTRUNCATED_BYTES => s.clone(),
         _ => return None,
     };
     // Out of range for the type, or not a date: unknown, never a wrong bound.
@@ -103,7 +109,7 @@ mod tests {
     }
 
     #[test]
-    fn integers_and_dates_are_exact_and_the_rest_unknown() {
+    fn integers_dates_and_short_strings_are_exact_and_the_rest_unknown() {
         let json = r#"{"numRecords":3,
             "minValues":{"person_id":7,"event_date":"2020-01-01","code":"A","value":1.5},
             "maxValues":{"person_id":90,"event_date":"2024-12-31","code":"Z","value":9.5},
@@ -115,8 +121,9 @@ mod tests {
         assert_eq!(c[0].max_value, Precision::Exact(ScalarValue::Int64(Some(90))));
         assert_eq!(c[1].min_value, Precision::Exact(ScalarValue::Date32(Some(18262))));
         assert_eq!(c[1].null_count, Precision::Exact(1));
-        // Truncated strings and floats give no bounds; their null counts are still exact.
-        assert_eq!(c[2].max_value, Precision::Absent);
+        // Short strings are whole; floats give no bounds, and their null counts are exact.
+        assert_eq!(c[2].min_value, Precision::Exact(ScalarValue::Utf8(Some("A".into()))));
+        assert_eq!(c[2].max_value, Precision::Exact(ScalarValue::Utf8(Some("Z".into()))));
         assert_eq!(c[3].min_value, Precision::Absent);
         assert_eq!(c[3].null_count, Precision::Exact(2));
         // A partition column is not in the log's statistics.
@@ -137,6 +144,16 @@ mod tests {
         assert_eq!(s.column_statistics[0].min_value, Precision::Absent);
         assert_eq!(s.column_statistics[0].max_value, Precision::Absent);
         assert_eq!(s.column_statistics[1].min_value, Precision::Absent);
+        // A string bound as long as a writer's prefix may be truncated: unknown.
+        let prefix = "p".repeat(32);
+        let s = from_delta_json(
+            Some(&format!(
+                r#"{{"minValues":{{"code":"{prefix}"}},"maxValues":{{"code":"{prefix}"}}}}"#
+            )),
+            &schema(),
+        );
+        assert_eq!(s.column_statistics[2].min_value, Precision::Absent);
+        assert_eq!(s.column_statistics[2].max_value, Precision::Absent);
         // A bound out of the column's range is dropped, not wrapped.
         let narrow = Schema::new(vec![Field::new("n", DataType::Int8, true)]);
         let s = from_delta_json(Some(r#"{"maxValues":{"n":300}}"#), &narrow);
