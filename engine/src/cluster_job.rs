@@ -85,10 +85,10 @@ impl ExecutionPlan for ClusterJobExec {
         Ok(self)
     }
     fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
-        if !children.is_empty() {
-            return internal_err!("ClusterJobExec takes no inputs");
-        }
-        Ok(self)
+        self.replace_children(
+            children,
+            ReplaceChildrenOptions::new(deltalake::datafusion::physical_plan::ChildrenPropertiesMode::Keep),
+        )
     }
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
         let results = self.job.execute(partition, context)?;
