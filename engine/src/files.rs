@@ -20,6 +20,7 @@
 //! files that are read, filters prune row groups in the Parquet source as they do for any
 //! Parquet scan.
 
+use crate::page_index::PageIndexCachingFactory;
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use deltalake::DeltaTable;
@@ -30,10 +31,9 @@ use deltalake::datafusion::common::{
     ColumnStatistics, DFSchema, Result as DfResult, ScalarValue, Statistics, plan_err,
 };
 use deltalake::datafusion::datasource::TableProvider;
-use deltalake::datafusion::datasource::file_format::FileFormat;
-use deltalake::datafusion::datasource::file_format::parquet::ParquetFormat;
 use deltalake::datafusion::datasource::listing::PartitionedFile;
-use deltalake::datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
+use deltalake::datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use deltalake::datafusion::datasource::source::DataSourceExec;
 use deltalake::datafusion::datasource::table_schema::TableSchema;
 use deltalake::datafusion::execution::object_store::ObjectStoreUrl;
 use deltalake::datafusion::execution::runtime_env::RuntimeEnv;
@@ -447,13 +447,25 @@ impl TableProvider for FilesTable {
             .iter()
             .map(|c| Ok(Arc::new(self.schema.field_with_name(c)?.clone())))
             .collect::<DfResult<Vec<FieldRef>>>()?;
-        let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
+        let options = state.table_options().parquet.clone();
         let table_schema = TableSchema::builder(file_schema.clone())
             .with_table_partition_cols(partition_fields)
             .build();
         // File columns, then partition columns: the order of each file's statistics.
         let scan_schema = table_schema.table_schema().clone();
-        let source = format.file_source(table_schema);
+        // What `ParquetFormat::create_physical_plan` builds, with a reader that keeps each
+        // file's page index in the metadata cache (`page_index.rs`).
+        let store_url = ObjectStoreUrl::parse(&self.spec.store_url)?;
+        let reader_factory = PageIndexCachingFactory::new(
+            state.runtime_env().object_store(&store_url)?,
+            state.runtime_env().cache_manager.get_file_metadata_cache(),
+        );
+        let mut source = ParquetSource::new(table_schema)
+            .with_table_parquet_options(options.clone())
+            .with_parquet_file_reader_factory(Arc::new(reader_factory));
+        if let Some(hint) = options.global.metadata_size_hint {
+            source = source.with_metadata_size_hint(hint);
+        }
         let files = files
             .into_iter()
             .map(|i| self.partitioned_file(&file_schema, i))
@@ -461,14 +473,14 @@ impl TableProvider for FilesTable {
         // The optimizer sees the log's figures as estimates (inexact): join order and
         // build sides follow them, but no answer is ever read from them in place of a scan.
         let (groups, statistics) = estimated(balanced(files, state.config().target_partitions()), &scan_schema)?;
-        let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(&self.spec.store_url)?, source)
+        let config = FileScanConfigBuilder::new(store_url, Arc::new(source))
             .with_file_groups(groups)
             .with_statistics(statistics)
             .with_projection_indices(Some(indices))?
             // A limit is only safe to apply in the scan when nothing filters the rows.
             .with_limit(if filters.is_empty() { limit } else { None })
             .build();
-        format.create_physical_plan(state, config).await
+        Ok(DataSourceExec::from_data_source(config))
     }
 }
 

@@ -44,6 +44,7 @@ pub mod identity;
 pub mod limits;
 pub mod measures;
 mod membership;
+mod page_index;
 pub mod reference;
 pub mod server;
 pub mod session;
