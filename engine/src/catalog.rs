@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use crate::distributed::Cluster;
 use crate::files::{self, FilesTable};
+use crate::first_row::FirstRowPerPartition;
 use crate::identity::Principal;
 use crate::reference::codelists_table;
 use crate::yielding::YieldingJoins;
@@ -235,6 +236,9 @@ fn base_context(store: &Store, cluster: Option<&Cluster>) -> Result<SessionConte
                 .with_default_features()
                 .with_config(config)
                 .with_physical_optimizer_rule(Arc::new(YieldingJoins))
+                // One server only: a cluster's executors decode plans of DataFusion's own
+                // operators, and its scheduler makes the physical plan.
+                .with_physical_optimizer_rule(Arc::new(FirstRowPerPartition))
                 .build(),
         ),
     };

@@ -37,6 +37,7 @@ pub mod distributed;
 pub mod error;
 mod file_stats;
 pub mod files;
+pub mod first_row;
 pub mod flight;
 pub mod gate;
 pub mod governance;

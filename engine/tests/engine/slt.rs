@@ -1,4 +1,4 @@
-//! Registers, functions, the SQL lockdown and pruning, as sqllogictest files over the
+//! Registers, functions, the SQL lockdown, pruning and plan rewrites, as sqllogictest files over the
 //! hand-built fixture; register prevalence on a synthetic region against what synth meant.
 
 use deltalake::datafusion::catalog::MemTable;
@@ -44,6 +44,14 @@ async fn filters_reach_the_parquet_scan() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (loaded, _) = fixture(dir.path()).await;
     run_slt(loaded, steward(), "pruning.slt").await;
+}
+
+/// The latest row per person is found without numbering every row (`first_row.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_latest_row_per_person_is_kept_without_a_window() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (loaded, _) = fixture(dir.path()).await;
+    run_slt(loaded, steward(), "first_row.slt").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
