@@ -8,10 +8,10 @@
 //! as real systems send it (README "What a source sends"). What a feed sends that Poplar
 //! does not understand is quarantined or counted by code in the load summary.
 
-use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::io::BufRead;
 
+use super::json::Json;
 use super::sink::check_row_count;
 use super::vocab::{CodeSystem, Sex, encounter_type_of_snomed, read_class};
 use super::{EncounterFields, EventFields, FileKind, MedicationFields, PatientFields, PersonRef, RowSink};
@@ -47,7 +47,7 @@ pub const COST_EXTENSION: &str = "urn:poplar:extension:cost";
 /// The v3 ActCode system of `Encounter.class`.
 pub const ENCOUNTER_CLASS_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
 
-fn str_at<'v>(v: &'v Value, path: &[&str]) -> &'v str {
+fn str_at<'v>(v: &'v Json<'v>, path: &[&str]) -> &'v str {
     let mut cur = v;
     for key in path {
         match cur.get(key) {
@@ -58,32 +58,32 @@ fn str_at<'v>(v: &'v Value, path: &[&str]) -> &'v str {
     cur.as_str().unwrap_or("")
 }
 
-fn number_text(v: Option<&Value>) -> String {
+fn number_text(v: Option<&Json<'_>>) -> String {
     match v {
-        Some(Value::Number(n)) => n.to_string(),
-        Some(Value::String(s)) => s.clone(),
+        Some(Json::Number(n)) => n.to_string(),
+        Some(Json::String(s)) => s.to_string(),
         _ => String::new(),
     }
 }
 
-fn nhs_identifier(v: &Value) -> Option<&str> {
+fn nhs_identifier<'v>(v: &'v Json<'v>) -> Option<&'v str> {
     nhs_identifiers(v).next()
 }
 
 /// Every NHS number identifier a resource carries.
-fn nhs_identifiers(v: &Value) -> impl Iterator<Item = &str> {
+fn nhs_identifiers<'v>(v: &'v Json<'v>) -> impl Iterator<Item = &'v str> {
     v.get("identifier")
-        .and_then(Value::as_array)
-        .map_or(&[][..], Vec::as_slice)
+        .and_then(Json::as_array)
+        .unwrap_or_default()
         .iter()
-        .filter(|id| id.get("system").and_then(Value::as_str) == Some(NHS_NUMBER_SYSTEM))
-        .filter_map(|id| id.get("value").and_then(Value::as_str))
+        .filter(|id| id.get("system").and_then(Json::as_str) == Some(NHS_NUMBER_SYSTEM))
+        .filter_map(|id| id.get("value").and_then(Json::as_str))
 }
 
 /// Whether a Patient's NHS number identifiers name more than one person. The same number
 /// sent twice (with and without spaces, say) is one person; two different numbers cannot
 /// be resolved, and silently taking the first could file one person's record as another's.
-fn conflicting_nhs_numbers(v: &Value) -> bool {
+fn conflicting_nhs_numbers(v: &Json<'_>) -> bool {
     let mut seen: Option<String> = None;
     for raw in nhs_identifiers(v) {
         let normalised = NhsNumber::parse(raw).map_or_else(|_| raw.trim().to_string(), |n| n.to_digit_string());
@@ -97,28 +97,28 @@ fn conflicting_nhs_numbers(v: &Value) -> bool {
 }
 
 /// The system a concept is coded in when Poplar reads none of its codings (for counting).
-fn first_system(concept: Option<&Value>) -> &str {
+fn first_system<'v>(concept: Option<&'v Json<'v>>) -> &'v str {
     codings(concept).first().map_or("", |c| str_at(c, &["system"]))
 }
 
-fn extension<'v>(v: &'v Value, url: &str) -> Option<&'v Value> {
+fn extension<'v>(v: &'v Json<'v>, url: &str) -> Option<&'v Json<'v>> {
     v.get("extension")?
         .as_array()?
         .iter()
-        .find(|e| e.get("url").and_then(Value::as_str) == Some(url))
+        .find(|e| e.get("url").and_then(Json::as_str) == Some(url))
 }
 
-fn codings(concept: Option<&Value>) -> &[Value] {
+fn codings<'v, 'a>(concept: Option<&'v Json<'a>>) -> &'v [Json<'a>] {
     // Borrowed: a concept with no codings has no code.
     concept
         .and_then(|c| c.get("coding"))
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
+        .and_then(Json::as_array)
+        .unwrap_or_default()
 }
 
 /// The first coding of a CodeableConcept, preferring SNOMED CT, then ICD-10, then LOINC.
 /// For an unknown system, its first coding's code (the record is quarantined by the sink).
-fn coding(concept: Option<&Value>) -> (CodeSystem, &str) {
+fn coding<'v>(concept: Option<&'v Json<'v>>) -> (CodeSystem, &'v str) {
     let codings = codings(concept);
     for (system, kind) in [
         (SNOMED_SYSTEM, CodeSystem::Snomed),
@@ -127,7 +127,7 @@ fn coding(concept: Option<&Value>) -> (CodeSystem, &str) {
     ] {
         if let Some(c) = codings
             .iter()
-            .find(|c| c.get("system").and_then(Value::as_str) == Some(system))
+            .find(|c| c.get("system").and_then(Json::as_str) == Some(system))
         {
             return (kind, str_at(c, &["code"]));
         }
@@ -149,11 +149,11 @@ pub(super) fn parse(delivery: &Delivery, sink: &mut RowSink<'_>) -> Result<(), Q
     let mut patients: HashMap<String, PersonRef> = HashMap::new();
     // Patient and Medication ids sent more than once: a reference to one is ambiguous.
     let mut duplicate_patients: HashSet<String> = HashSet::new();
-    let mut medications: HashMap<String, Value> = HashMap::new();
+    let mut medications: HashMap<String, Json<'static>> = HashMap::new();
     let mut duplicate_medications: HashSet<String> = HashSet::new();
     // Patients land last: a GP feed that states no registration registers its patients
     // from their earliest record, which is known only once every file has been read.
-    let mut patient_resources: Vec<(Value, PersonRef, u64)> = Vec::new();
+    let mut patient_resources: Vec<(Json<'static>, PersonRef, u64)> = Vec::new();
     for kind in FileKind::FHIR_READ {
         let name = kind.file_name();
         let Some(resource_type) = kind.resource_type() else {
@@ -182,7 +182,7 @@ pub(super) fn parse(delivery: &Delivery, sink: &mut RowSink<'_>) -> Result<(), Q
             }
             rows += 1;
             sink.count_read();
-            let resource: Value = match serde_json::from_slice(&raw_line) {
+            let resource: Json<'_> = match serde_json::from_slice(&raw_line) {
                 Ok(v) => v,
                 Err(_) => {
                     sink.quarantine(name, line, Reason::InvalidJson, "line is not a JSON object");
@@ -209,14 +209,14 @@ pub(super) fn parse(delivery: &Delivery, sink: &mut RowSink<'_>) -> Result<(), Q
                     if !id.is_empty() && patients.insert(id.to_string(), person).is_some() {
                         duplicate_patients.insert(id.to_string());
                     }
-                    patient_resources.push((resource, person, line));
+                    patient_resources.push((resource.into_owned(), person, line));
                     continue;
                 }
                 FileKind::Medication => {
                     // Reference data: counted here, landed through the requests naming it.
                     sink.partly_understood("reference_only", "Medication");
                     let id = str_at(&resource, &["id"]).to_string();
-                    if medications.insert(id.clone(), resource).is_some() {
+                    if medications.insert(id.clone(), resource.into_owned()).is_some() {
                         duplicate_medications.insert(id);
                     }
                     continue;
@@ -317,7 +317,7 @@ pub(super) fn parse(delivery: &Delivery, sink: &mut RowSink<'_>) -> Result<(), Q
 
 /// The registration period a Patient states: Poplar's extension, or GP Connect's
 /// registration details (`registrationPeriod`).
-fn registration(resource: &Value) -> Option<&Value> {
+fn registration<'v>(resource: &'v Json<'v>) -> Option<&'v Json<'v>> {
     if let Some(period) = extension(resource, REGISTRATION_EXTENSION).and_then(|e| e.get("valuePeriod")) {
         return Some(period);
     }
@@ -328,21 +328,21 @@ fn registration(resource: &Value) -> Option<&Value> {
 
 /// Whether `Patient.generalPractitioner` names a practice by ODS code and none is the
 /// sending practice: such a patient is not on this practice's list.
-fn names_another_practice(resource: &Value, source_ods: &str) -> bool {
-    let Some(gps) = resource.get("generalPractitioner").and_then(Value::as_array) else {
+fn names_another_practice(resource: &Json<'_>, source_ods: &str) -> bool {
+    let Some(gps) = resource.get("generalPractitioner").and_then(Json::as_array) else {
         return false;
     };
     let named: Vec<&str> = gps
         .iter()
         .filter_map(|gp| gp.get("identifier"))
-        .filter(|id| id.get("system").and_then(Value::as_str) == Some(ODS_SYSTEM))
-        .filter_map(|id| id.get("value").and_then(Value::as_str))
+        .filter(|id| id.get("system").and_then(Json::as_str) == Some(ODS_SYSTEM))
+        .filter_map(|id| id.get("value").and_then(Json::as_str))
         .collect();
     !named.is_empty() && !named.iter().any(|ods| ods.trim().eq_ignore_ascii_case(source_ods))
 }
 
 fn patient(
-    resource: &Value,
+    resource: &Json<'_>,
     sink: &mut RowSink<'_>,
     person: PersonRef,
     default_from: Option<chrono::NaiveDate>,
@@ -361,7 +361,7 @@ fn patient(
         .or_else(|| extension(resource, CARECONNECT_ETHNIC_CATEGORY_EXTENSION))
         .and_then(|e| e.get("valueCodeableConcept"))
         .and_then(|c| c.get("coding"))
-        .and_then(Value::as_array)
+        .and_then(Json::as_array)
         .and_then(|cs| cs.first())
         .map(|c| str_at(c, &["code"]))
         .unwrap_or("");
@@ -373,13 +373,13 @@ fn patient(
     };
     let postcode = resource
         .get("address")
-        .and_then(Value::as_array)
+        .and_then(Json::as_array)
         .and_then(|a| a.first())
         .map(|a| str_at(a, &["postalCode"]))
         .unwrap_or("");
     // `deceasedBoolean: true` says the patient died but not when: the patient lands with
     // no death month, and the summary counts it.
-    if resource.get("deceasedBoolean").and_then(Value::as_bool) == Some(true) {
+    if resource.get("deceasedBoolean").and_then(Json::as_bool) == Some(true) {
         sink.partly_understood("deceased_without_date", "Patient");
     }
     let fields = PatientFields {
@@ -395,9 +395,9 @@ fn patient(
     sink.add_patient(person, &fields, file, line);
 }
 
-fn subject(resource: &Value, sink: &mut RowSink<'_>, patients: &HashMap<String, PersonRef>) -> Option<PersonRef> {
+fn subject(resource: &Json<'_>, sink: &mut RowSink<'_>, patients: &HashMap<String, PersonRef>) -> Option<PersonRef> {
     let subject = resource.get("subject")?;
-    if let Some(reference) = subject.get("reference").and_then(Value::as_str) {
+    if let Some(reference) = subject.get("reference").and_then(Json::as_str) {
         // `Patient/<id>`, an absolute `<base>/Patient/<id>`, or a bundle-style `urn:uuid:<id>`.
         let id = match reference.strip_prefix("urn:uuid:") {
             Some(id) => id,
@@ -406,21 +406,18 @@ fn subject(resource: &Value, sink: &mut RowSink<'_>, patients: &HashMap<String, 
         return patients.get(id).copied();
     }
     let identifier = subject.get("identifier")?;
-    if identifier.get("system").and_then(Value::as_str) != Some(NHS_NUMBER_SYSTEM) {
+    if identifier.get("system").and_then(Json::as_str) != Some(NHS_NUMBER_SYSTEM) {
         return None;
     }
-    Some(sink.person(identifier.get("value").and_then(Value::as_str).unwrap_or("")))
+    Some(sink.person(identifier.get("value").and_then(Json::as_str).unwrap_or("")))
 }
 
 /// An Observation lands as one event, or one per `component` (blood pressure sends its
 /// systolic and diastolic readings as components of one Observation).
-fn observation(resource: &Value, sink: &mut RowSink<'_>, person: PersonRef, file: &str, line: u64) {
+fn observation(resource: &Json<'_>, sink: &mut RowSink<'_>, person: PersonRef, file: &str, line: u64) {
     let date = str_at(resource, &["effectiveDateTime"]);
-    let components: &[Value] = resource
-        .get("component")
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice);
-    let parts: Vec<&Value> = if components.is_empty() || resource.get("valueQuantity").is_some() {
+    let components: &[Json<'_>] = resource.get("component").and_then(Json::as_array).unwrap_or_default();
+    let parts: Vec<&Json<'_>> = if components.is_empty() || resource.get("valueQuantity").is_some() {
         vec![resource]
     } else {
         components.iter().collect()
@@ -453,13 +450,13 @@ fn observation(resource: &Value, sink: &mut RowSink<'_>, person: PersonRef, file
 
 /// The Medication resources a delivery sent, and the ids it sent more than once.
 struct Medications<'a> {
-    by_id: &'a HashMap<String, Value>,
+    by_id: &'a HashMap<String, Json<'static>>,
     duplicates: &'a HashSet<String>,
 }
 
 /// What a request's medication resolves to.
 enum Resolved<'v> {
-    Concept(&'v Value),
+    Concept(&'v Json<'v>),
     /// `medicationReference` names an id two Medications share.
     Ambiguous,
     Unresolved,
@@ -467,7 +464,7 @@ enum Resolved<'v> {
 
 /// The medication a request names: `medicationCodeableConcept`, or `medicationReference`
 /// to a contained Medication (`#id`) or one sent in `Medication.ndjson`.
-fn medication_concept<'v>(resource: &'v Value, medications: &Medications<'v>) -> Resolved<'v> {
+fn medication_concept<'v>(resource: &'v Json<'v>, medications: &Medications<'v>) -> Resolved<'v> {
     if let Some(concept) = resource.get("medicationCodeableConcept") {
         return Resolved::Concept(concept);
     }
@@ -485,12 +482,15 @@ fn medication_concept<'v>(resource: &'v Value, medications: &Medications<'v>) ->
     }
 }
 
-fn referenced_medication<'v>(resource: &'v Value, medications: &'v HashMap<String, Value>) -> Option<&'v Value> {
+fn referenced_medication<'v>(
+    resource: &'v Json<'v>,
+    medications: &'v HashMap<String, Json<'static>>,
+) -> Option<&'v Json<'v>> {
     let reference = str_at(resource, &["medicationReference", "reference"]);
     let medication = if let Some(id) = reference.strip_prefix('#') {
         resource
             .get("contained")
-            .and_then(Value::as_array)?
+            .and_then(Json::as_array)?
             .iter()
             .find(|c| str_at(c, &["resourceType"]) == "Medication" && str_at(c, &["id"]) == id)?
     } else {
@@ -504,7 +504,7 @@ fn referenced_medication<'v>(resource: &'v Value, medications: &'v HashMap<Strin
 }
 
 fn medication_request(
-    resource: &Value,
+    resource: &Json<'_>,
     medications: &Medications<'_>,
     sink: &mut RowSink<'_>,
     person: PersonRef,
@@ -535,7 +535,7 @@ fn medication_request(
     let codings = codings(Some(concept));
     let dmd = codings.iter().find(|c| {
         matches!(
-            c.get("system").and_then(Value::as_str),
+            c.get("system").and_then(Json::as_str),
             Some(DMD_SYSTEM) | Some(SNOMED_SYSTEM)
         )
     });
@@ -572,21 +572,21 @@ fn medication_request(
 
 /// `Encounter.class`: a Coding in R4, a CodeableConcept (or a list of them) in some
 /// exports and in R5.
-fn class_code(resource: &Value) -> &str {
+fn class_code<'v>(resource: &'v Json<'v>) -> &'v str {
     let class = match resource.get("class") {
-        Some(Value::Array(items)) => items.first(),
+        Some(Json::Array(items)) => items.first(),
         other => other,
     };
     let Some(class) = class else {
         return "";
     };
-    match class.get("code").and_then(Value::as_str) {
+    match class.get("code").and_then(Json::as_str) {
         Some(code) => code,
         None => codings(Some(class)).first().map_or("", |c| str_at(c, &["code"])),
     }
 }
 
-fn encounter(resource: &Value, sink: &mut RowSink<'_>, person: PersonRef, file: &str, line: u64) {
+fn encounter(resource: &Json<'_>, sink: &mut RowSink<'_>, person: PersonRef, file: &str, line: u64) {
     let class = class_code(resource);
     let Some(reading) = read_class(class) else {
         sink.not_understood("unknown_encounter_class", class);
@@ -606,11 +606,11 @@ fn encounter(resource: &Value, sink: &mut RowSink<'_>, person: PersonRef, file: 
         None => sink.source_setting(),
     };
     // `type` (a list) then `serviceType` (R4: one concept; a list in R5).
-    let mut concepts: Vec<&Value> = Vec::new();
+    let mut concepts: Vec<&Json<'_>> = Vec::new();
     for key in ["type", "serviceType"] {
         match resource.get(key) {
-            Some(Value::Array(items)) => concepts.extend(items),
-            Some(v @ Value::Object(_)) => concepts.push(v),
+            Some(Json::Array(items)) => concepts.extend(items),
+            Some(v @ Json::Object(_)) => concepts.push(v),
             _ => {}
         }
     }
@@ -619,7 +619,7 @@ fn encounter(resource: &Value, sink: &mut RowSink<'_>, person: PersonRef, file: 
     let mut kind: Option<&str> = None;
     let mut snomed = "";
     for c in concepts.iter().flat_map(|c| codings(Some(*c))) {
-        match c.get("system").and_then(Value::as_str) {
+        match c.get("system").and_then(Json::as_str) {
             None if kind.is_none() => kind = Some(str_at(c, &["code"])),
             Some(SNOMED_SYSTEM) if snomed.is_empty() => snomed = str_at(c, &["code"]),
             Some(SNOMED_SYSTEM) | None => {}

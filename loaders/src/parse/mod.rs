@@ -15,6 +15,7 @@
 pub mod csv;
 pub mod fhir;
 mod files;
+mod json;
 mod sink;
 pub mod vocab;
 
