@@ -75,15 +75,18 @@ fn first_row_under(node: &Arc<dyn ExecutionPlan>) -> Result<Option<Arc<dyn Execu
     let Some(mut column) = column_equal_to_one(filter.predicate()) else {
         return Ok(None);
     };
-    let mut input = filter.input();
-    let projection = plan_as::<ProjectionExec>(input).map(|_| Arc::clone(input));
-    if let Some(projected) = plan_as::<ProjectionExec>(input) {
-        let Some(source) = projected.expr().get(column).and_then(|e| expr_as::<Column>(&e.expr)) else {
-            return Ok(None);
-        };
-        column = source.index();
-        input = projected.input();
-    }
+    // Through a projection, the column it passes on from the window.
+    let projection = plan_as::<ProjectionExec>(filter.input());
+    let input = match projection {
+        Some(projected) => {
+            let Some(source) = projected.expr().get(column).and_then(|e| expr_as::<Column>(&e.expr)) else {
+                return Ok(None);
+            };
+            column = source.index();
+            projected.input()
+        }
+        None => filter.input(),
+    };
     let Some(window) = plan_as::<BoundedWindowAggExec>(input) else {
         return Ok(None);
     };
@@ -105,9 +108,8 @@ fn first_row_under(node: &Arc<dyn ExecutionPlan>) -> Result<Option<Arc<dyn Execu
         window.properties().as_ref().clone(),
     ));
     Ok(Some(match projection {
-        Some(projection) => {
-            projection.replace_children(vec![first], ReplaceChildrenOptions::new(ChildrenPropertiesMode::Keep))?
-        }
+        Some(_) => Arc::clone(filter.input())
+            .replace_children(vec![first], ReplaceChildrenOptions::new(ChildrenPropertiesMode::Keep))?,
         None => first,
     }))
 }
